@@ -1,0 +1,25 @@
+#pragma once
+// Each subcommand lives in its own cmd_*.cc and registers itself on the app.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+namespace amlq::cli {
+
+// Options every subcommand shares (set before the subcommand runs).
+struct GlobalOptions {
+  std::string log_level = "info";
+  std::string backend = "cpu";
+  int threads = 0;  // 0: all cores
+};
+
+// Subcommands register a callback; main runs it inside the error handler.
+using Runner = std::function<void()>;
+void add_inspect_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_layer_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_eval_commands(CLI::App& app, const GlobalOptions& global, Runner& run);      // eval, generate
+void add_tokenize_command(CLI::App& app, const GlobalOptions& global, Runner& run);
+void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& run);  // quantize + stages
+
+}  // namespace amlq::cli

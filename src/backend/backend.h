@@ -1,0 +1,68 @@
+#pragma once
+// The one interface every compute backend implements. The CPU (Eigen) backend
+// is the reference oracle; the CUDA backend (kernels/) must match it within the
+// tolerances its parity tests state. Which backends exist is decided by CMake
+// (src/backend/backend_list.cc.in); algorithm code only sees this interface.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/matrix.h"
+#include "lowrank/lowrank_types.h"
+#include "quant/packed_linear.h"
+#include "quant/quant_spec.h"
+
+namespace amlq {
+
+enum class BackendOp {
+  HessianAccumulate,
+  Quantize,     // GPTQ and RTN
+  Svd,
+  Linear,       // dense y = x W^T
+  DequantLinear,  // y = x dequant(Q)^T + (x B^T) A^T from a PackedLinear
+  Forward,      // rms_norm, rope, attention, swiglu
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual bool supports(BackendOp op) const = 0;
+
+  // h += x^T x and abs_sum += column sums of |x| (x: tokens x n), in fp64.
+  // The caller scales by 2/N (METHOD.md 1) once all tokens are in.
+  virtual void accumulate_hessian(const MatrixF& x, MatrixD& h, VectorD& abs_sum) = 0;
+
+  // GPTQ of w (m x n) under Hessian h (n x n), or RTN when !options.error_feedback.
+  // h is taken unmodified: dampening and dead columns are handled inside.
+  virtual QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec,
+                                   const GptqOptions& options) = 0;
+
+  // Top-`rank` singular triplets of m plus its squared Frobenius norm.
+  virtual SvdResult svd(const MatrixD& m, int rank) = 0;
+
+  // y = x w^T (+ bias when non-empty). x: tokens x n, w: m x n, y: tokens x m.
+  virtual void linear(const MatrixF& x, const MatrixF& w, const VectorF& bias, MatrixF& y) = 0;
+  // Same product with packed weights and the low-rank side path.
+  virtual void dequant_linear(const MatrixF& x, const PackedLinear& layer, MatrixF& y) = 0;
+
+  // Forward-pass pieces. Activations hold `batch` sequences of `seqlen` tokens
+  // as consecutive rows (row = b * seqlen + t).
+  virtual void rms_norm(const MatrixF& x, const VectorF& weight, float eps, MatrixF& y) = 0;
+  // Rotates q or k in place (rows: tokens; cols: heads * head_dim), HF rotate_half
+  // convention; cos/sin: seqlen x head_dim/2 for positions 0..seqlen-1.
+  virtual void rope(MatrixF& x, int batch, int seqlen, int heads, int head_dim, const MatrixF& cos,
+                    const MatrixF& sin) = 0;
+  // Causal grouped-query attention. q: tokens x heads*head_dim, k/v: tokens x kv_heads*head_dim.
+  virtual void attention(const MatrixF& q, const MatrixF& k, const MatrixF& v, int batch, int seqlen, int heads,
+                         int kv_heads, int head_dim, MatrixF& out) = 0;
+  // out = silu(gate) * up, element-wise.
+  virtual void swiglu(const MatrixF& gate, const MatrixF& up, MatrixF& out) = 0;
+};
+
+// Registry (generated from the backends CMake built).
+std::vector<std::string> available_backends();
+// "cpu", "cuda" or "auto" (cuda when built and a device is present, else cpu).
+std::unique_ptr<Backend> make_backend(const std::string& name);
+
+}  // namespace amlq
