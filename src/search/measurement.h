@@ -1,0 +1,33 @@
+#pragma once
+// The measurement table: for every quantized linear, the (bpw, eps) of every
+// candidate configuration (METHOD.md 7). Produced by the measure stage, consumed
+// by the search, stored in the HDF5 model and the stage checkpoint.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowrank/lowrank_types.h"
+#include "quant/quant_spec.h"
+
+namespace amlq {
+
+struct Candidate {
+  QuantSpec spec;
+  int rank = 0;  // low-rank correction rank (0 = none)
+  double bpw = 0;
+  double eps = 0;  // normalized output error, METHOD.md 4
+  bool operator==(const Candidate&) const = default;
+};
+
+struct LayerMeasurement {
+  std::string name;   // "model.layers.3.mlp.down_proj"
+  int rows = 0;
+  int cols = 0;
+  int64_t numel() const { return static_cast<int64_t>(rows) * cols; }
+  std::vector<Candidate> candidates;
+  bool operator==(const LayerMeasurement&) const = default;
+};
+
+using MeasurementTable = std::vector<LayerMeasurement>;
+
+}  // namespace amlq
