@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "io/hdf5/model_summary.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
 #include "launch/commands.h"
@@ -79,8 +80,10 @@ void add_inspect_command(CLI::App& app, const GlobalOptions& global, Runner& run
   cmd->add_option("model", *path, "Model directory (config.json + safetensors) or an amlq .h5 file")->required();
   cmd->callback([&run, path] {
     run = [path] {
-      if (std::filesystem::path(*path).extension() == ".h5")
-        AMLQ_FAIL(Usage, "{}: inspecting .h5 models is not available yet", *path);
+      if (std::filesystem::path(*path).extension() == ".h5") {
+        fmt::print("{}", summarize_quantized_model(*path));
+        return;
+      }
       inspect_checkpoint(*path);
     };
   });

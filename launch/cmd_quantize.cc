@@ -1,12 +1,112 @@
-// amlq quantize and its stages (issue 5).
+// amlq quantize and its stages: calibrate, measure, search, pack.
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "backend/backend.h"
+#include "core/error.h"
+#include "core/log.h"
 #include "launch/commands.h"
+#include "pipeline/quantize_job.h"
 
 namespace amlq::cli {
-void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& run) {
-  app.add_subcommand("quantize", "Calibrate, measure, search, pack and report in one run");
-  app.add_subcommand("calibrate", "Stage 1: per-layer Hessians and activation scales");
-  app.add_subcommand("measure", "Stage 2: error of every candidate configuration per layer");
-  app.add_subcommand("search", "Stage 3: choose one configuration per layer under the bit budget");
-  app.add_subcommand("pack", "Stage 4: quantize with the chosen plan and write the HDF5 model");
+namespace {
+
+struct QuantizeCliOptions {
+  QuantizeOptions job;
+  std::string quantizer = "gptq";
+  std::string lowrank = "whiten";
+  std::string factor_format = "fp16";
+  bool consecutive = false;
+  bool json = false;
+};
+
+// Every stage takes the same options, so a stage run can be resumed by `quantize`.
+void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
+  auto& j = o.job;
+  cmd->add_option("model", j.model, "Model directory (config.json + safetensors)")->required();
+  cmd->add_option("--calib", j.calib, "Calibration data: text (model's tokenizer) or ids (.u16/.u32/.npy)")->required();
+  cmd->add_option("--calib-samples", j.calib_spec.num_samples, "Calibration samples")->capture_default_str();
+  cmd->add_option("--calib-seqlen", j.calib_spec.seqlen, "Tokens per calibration sample")->capture_default_str();
+  cmd->add_option("--calib-seed", j.calib_spec.seed, "Seed of the random sample offsets")->capture_default_str();
+  cmd->add_flag("--calib-consecutive", o.consecutive, "Consecutive windows instead of random offsets");
+  cmd->add_option("--target-bpw", j.target_bpw, "Average bits per weight to fit (quantized linears)")
+      ->capture_default_str();
+  cmd->add_option("--search", j.search, "minmax | minsum | minsum-lagrange | uniform:<spec>[-r<rank>]")
+      ->capture_default_str();
+  cmd->add_option("--recipes", j.recipes, "Recipe space: a name in configs/recipes (default, fast) or a TOML file")
+      ->capture_default_str();
+  cmd->add_option("--quantizer", o.quantizer, "gptq or rtn")->capture_default_str()->check(CLI::IsMember({"gptq", "rtn"}));
+  cmd->add_option("--lowrank", o.lowrank, "Low-rank error reconstruction: whiten, l2qer, svd or none")
+      ->capture_default_str();
+  cmd->add_option("--factor-format", o.factor_format, "Low-rank factor storage: fp16 or int8")->capture_default_str();
+  cmd->add_option("--damp", j.gptq.damp, "GPTQ dampening lambda")->capture_default_str();
+  cmd->add_flag("--sequential", j.sequential, "Feed quantized layer outputs to the next layer during calibration");
+  cmd->add_option("--sequential-spec", j.sequential_spec, "Spec layers are quantized with for --sequential")
+      ->capture_default_str();
+  cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
+  cmd->add_option("--samples-per-block", j.samples_per_block,
+                  "Samples per Hessian accumulation block (keep fixed for reproducible results)")
+      ->capture_default_str();
+  auto* out = cmd->add_option("--out", j.out, "Output HDF5 model");
+  if (needs_out) out->required();
+  cmd->add_option("--work-dir", j.work_dir, "Stage checkpoints (default: <out>.work)");
+  cmd->add_option("--report", j.report, "Write the JSON report here");
+  cmd->add_option("--svg", j.svg, "Write the allocation picture here (default: next to the report or output)");
+  cmd->add_option("--eval", j.eval, "Evaluate FP and quantized perplexity on this data");
+  cmd->add_option("--eval-seqlen", j.eval_seqlen, "Evaluation window")->capture_default_str();
+  cmd->add_option("--eval-max-windows", j.eval_max_windows, "Evaluate at most this many windows (0: all)")
+      ->capture_default_str();
+  cmd->add_flag("--resume", j.resume, "Skip stages whose checkpoint exists and matches the inputs");
+  cmd->add_flag("--json", o.json, "Print the JSON report on stdout instead of the table");
 }
+
+QuantizeOptions resolve(const QuantizeCliOptions& o) {
+  QuantizeOptions j = o.job;
+  j.rtn = o.quantizer == "rtn";
+  j.lowrank = parse_lowrank_method(o.lowrank);
+  j.factor_format = parse_factor_format(o.factor_format);
+  j.calib_spec.random_offsets = !o.consecutive;
+  if (j.target_bpw <= 0) AMLQ_FAIL(Usage, "--target-bpw must be positive, got {}", j.target_bpw);
+  if (j.calib_spec.num_samples <= 0 || j.calib_spec.seqlen <= 1)
+    AMLQ_FAIL(Usage, "--calib-samples must be >= 1 and --calib-seqlen >= 2");
+  if (j.batch <= 0 || j.samples_per_block <= 0) AMLQ_FAIL(Usage, "--batch and --samples-per-block must be positive");
+  if (j.out.empty() && j.work_dir.empty()) AMLQ_FAIL(Usage, "give --out or --work-dir");
+  if (j.work_dir.empty()) j.work_dir = j.out + ".work";
+  return j;
+}
+
+void add_stage(CLI::App& app, const GlobalOptions& global, Runner& run, const char* name, const char* help,
+               StageLimit limit) {
+  auto* cmd = app.add_subcommand(name, help);
+  auto opts = std::make_shared<QuantizeCliOptions>();
+  add_job_options(cmd, *opts, limit == StageLimit::All || limit == StageLimit::Pack);
+  cmd->callback([&run, &global, opts, limit] {
+    run = [&global, opts, limit] {
+      const QuantizeOptions job = resolve(*opts);
+      auto backend = make_backend(global.backend);
+      const QuantizeReport report = run_quantize(*backend, job, limit);
+      if (limit != StageLimit::All) return;
+      write_report_files(job, report);
+      if (opts->json)
+        fmt::print("{}\n", report_json(report).dump(2));
+      else
+        fmt::print("{}", report_table(report));
+    };
+  });
+}
+
+}  // namespace
+
+void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& run) {
+  add_stage(app, global, run, "quantize", "Calibrate, measure, search, pack and report in one run", StageLimit::All);
+  add_stage(app, global, run, "calibrate", "Stage 1: per-layer Hessians and activation scales -> <work>/calib.h5",
+            StageLimit::Calibrate);
+  add_stage(app, global, run, "measure", "Stage 2: error of every candidate per linear -> <work>/measure.json",
+            StageLimit::Measure);
+  add_stage(app, global, run, "search", "Stage 3: one candidate per linear under the budget -> <work>/plan.json",
+            StageLimit::Search);
+  add_stage(app, global, run, "pack", "Stage 4: quantize with the plan and write the HDF5 model", StageLimit::Pack);
+}
+
 }  // namespace amlq::cli

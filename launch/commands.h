@@ -11,7 +11,6 @@ namespace amlq::cli {
 struct GlobalOptions {
   std::string log_level = "info";
   std::string backend = "cpu";
-  int threads = 0;  // 0: all cores
 };
 
 // Subcommands register a callback; main runs it inside the error handler.

@@ -1,5 +1,9 @@
 #include "core/mpi_comm.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <utility>
 
 namespace amlq {
@@ -77,23 +81,87 @@ Communicator Communicator::split_node_local() const {
   return Communicator(out, true);
 }
 
-void Communicator::barrier() const { AMLQ_CHECK_MPI(MPI_Barrier(comm_)); }
-
 namespace {
 // MPI counts are int; large buffers go in chunks.
 constexpr size_t kMaxChunk = size_t{1} << 30;
+constexpr int kFailureTag = 32001;
+double g_wait_timeout = -1;
 }  // namespace
+
+RemoteFailure::RemoteFailure(int rank, ErrorKind kind, const std::string& message)
+    : Error(kind, fmt::format("rank {}: {}", rank, message)), rank_(rank) {}
+
+void set_mpi_wait_timeout(double seconds) { g_wait_timeout = seconds; }
+
+double mpi_wait_timeout() {
+  if (g_wait_timeout < 0) {
+    const char* env = std::getenv("AMLQ_MPI_TIMEOUT");
+    g_wait_timeout = env ? std::atof(env) : 3600.0;
+    if (g_wait_timeout <= 0) g_wait_timeout = 3600.0;
+  }
+  return g_wait_timeout;
+}
+
+void Communicator::notify_failure(ErrorKind kind, const std::string& message) const {
+  // [kind][message bytes]; small enough to go eagerly, so no receiver needs to be waiting.
+  std::string payload(1, static_cast<char>(static_cast<int>(kind)));
+  payload += message.substr(0, 4000);
+  for (int r = 0; r < size_; ++r) {
+    if (r == rank_) continue;
+    MPI_Request request;
+    if (MPI_Isend(payload.data(), static_cast<int>(payload.size()), MPI_CHAR, r, kFailureTag, comm_, &request) ==
+        MPI_SUCCESS)
+      MPI_Request_free(&request);
+  }
+}
+
+void Communicator::check_failures() const {
+  int flag = 0;
+  MPI_Status status;
+  if (MPI_Iprobe(MPI_ANY_SOURCE, kFailureTag, comm_, &flag, &status) != MPI_SUCCESS || !flag) return;
+  int count = 0;
+  MPI_Get_count(&status, MPI_CHAR, &count);
+  std::string payload(static_cast<size_t>(std::max(count, 1)), '\0');
+  MPI_Recv(payload.data(), count, MPI_CHAR, status.MPI_SOURCE, kFailureTag, comm_, MPI_STATUS_IGNORE);
+  const auto kind = static_cast<ErrorKind>(static_cast<int>(payload[0]));
+  throw RemoteFailure(status.MPI_SOURCE, kind, payload.substr(1));
+}
+
+void Communicator::wait(MPI_Request& request, const char* what) const {
+  const auto start = std::chrono::steady_clock::now();
+  auto pause = std::chrono::microseconds(50);
+  for (;;) {
+    int done = 0;
+    AMLQ_CHECK_MPI(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    check_failures();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (waited > mpi_wait_timeout())
+      AMLQ_FAIL(Distributed, "rank {}: {} did not complete within {:.0f} s (another rank stuck or dead?)", rank_, what,
+                mpi_wait_timeout());
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(20000));
+  }
+}
+
+void Communicator::barrier() const {
+  MPI_Request request;
+  AMLQ_CHECK_MPI(MPI_Ibarrier(comm_, &request));
+  wait(request, "barrier");
+}
 
 void Communicator::broadcast(std::span<std::byte> data, int root) const {
   for (size_t off = 0; off < data.size(); off += kMaxChunk) {
     const int n = static_cast<int>(std::min(kMaxChunk, data.size() - off));
-    AMLQ_CHECK_MPI(MPI_Bcast(data.data() + off, n, MPI_BYTE, root, comm_));
+    MPI_Request request;
+    AMLQ_CHECK_MPI(MPI_Ibcast(data.data() + off, n, MPI_BYTE, root, comm_, &request));
+    wait(request, "broadcast");
   }
 }
 
 void Communicator::broadcast_string(std::string& s, int root) const {
   uint64_t n = s.size();
-  AMLQ_CHECK_MPI(MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm_));
+  broadcast(std::as_writable_bytes(std::span(&n, 1)), root);
   s.resize(n);
   broadcast(std::as_writable_bytes(std::span(s.data(), s.size())), root);
 }
@@ -102,50 +170,62 @@ void Communicator::allreduce_sum(std::span<double> data) const {
   const size_t chunk = kMaxChunk / sizeof(double);
   for (size_t off = 0; off < data.size(); off += chunk) {
     const int n = static_cast<int>(std::min(chunk, data.size() - off));
-    AMLQ_CHECK_MPI(MPI_Allreduce(MPI_IN_PLACE, data.data() + off, n, MPI_DOUBLE, MPI_SUM, comm_));
+    MPI_Request request;
+    AMLQ_CHECK_MPI(MPI_Iallreduce(MPI_IN_PLACE, data.data() + off, n, MPI_DOUBLE, MPI_SUM, comm_, &request));
+    wait(request, "allreduce");
   }
 }
 
 void Communicator::send(std::span<const std::byte> data, int dest, int tag) const {
-  for (size_t off = 0; off < data.size() || off == 0; off += kMaxChunk) {
+  size_t off = 0;
+  do {
     const int n = static_cast<int>(std::min(kMaxChunk, data.size() - off));
-    AMLQ_CHECK_MPI(MPI_Send(data.data() + off, n, MPI_BYTE, dest, tag, comm_));
-    if (data.empty()) break;
-  }
+    MPI_Request request;
+    AMLQ_CHECK_MPI(MPI_Isend(data.data() + off, n, MPI_BYTE, dest, tag, comm_, &request));
+    wait(request, "send");
+    off += static_cast<size_t>(n);
+  } while (off < data.size());
 }
 
 void Communicator::recv(std::span<std::byte> data, int source, int tag) const {
-  for (size_t off = 0; off < data.size() || off == 0; off += kMaxChunk) {
+  size_t off = 0;
+  do {
     const int n = static_cast<int>(std::min(kMaxChunk, data.size() - off));
-    AMLQ_CHECK_MPI(MPI_Recv(data.data() + off, n, MPI_BYTE, source, tag, comm_, MPI_STATUS_IGNORE));
-    if (data.empty()) break;
-  }
+    MPI_Request request;
+    AMLQ_CHECK_MPI(MPI_Irecv(data.data() + off, n, MPI_BYTE, source, tag, comm_, &request));
+    wait(request, "receive");
+    off += static_cast<size_t>(n);
+  } while (off < data.size());
 }
 
 std::vector<std::vector<std::byte>> Communicator::gather_bytes(std::span<const std::byte> mine, int root) const {
-  AMLQ_REQUIRE(mine.size() < (size_t{1} << 31), "gather_bytes: blob of {} bytes is too large", mine.size());
+  auto all = allgather_bytes(mine);
+  if (rank_ != root) all.clear();
+  return all;
+}
+
+std::vector<std::vector<std::byte>> Communicator::allgather_bytes(std::span<const std::byte> mine) const {
+  AMLQ_REQUIRE(mine.size() < (size_t{1} << 31), "allgather_bytes: blob of {} bytes is too large", mine.size());
   int my_count = static_cast<int>(mine.size());
-  std::vector<int> counts(rank_ == root ? size_ : 0);
-  AMLQ_CHECK_MPI(MPI_Gather(&my_count, 1, MPI_INT, counts.data(), 1, MPI_INT, root, comm_));
-  std::vector<int> displs;
-  std::vector<std::byte> all;
-  if (rank_ == root) {
-    displs.resize(size_);
-    int64_t total = 0;
-    for (int r = 0; r < size_; ++r) {
-      displs[r] = static_cast<int>(total);
-      total += counts[r];
-    }
-    AMLQ_REQUIRE(total < (int64_t{1} << 31), "gather_bytes: {} bytes in total is too large", total);
-    all.resize(static_cast<size_t>(total));
+  std::vector<int> counts(static_cast<size_t>(size_));
+  MPI_Request request;
+  AMLQ_CHECK_MPI(MPI_Iallgather(&my_count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_, &request));
+  wait(request, "allgather (sizes)");
+  std::vector<int> displs(static_cast<size_t>(size_));
+  int64_t total = 0;
+  for (int r = 0; r < size_; ++r) {
+    displs[static_cast<size_t>(r)] = static_cast<int>(total);
+    total += counts[static_cast<size_t>(r)];
   }
-  AMLQ_CHECK_MPI(MPI_Gatherv(mine.data(), my_count, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE,
-                             root, comm_));
+  AMLQ_REQUIRE(total < (int64_t{1} << 31), "allgather_bytes: {} bytes in total is too large", total);
+  std::vector<std::byte> all(static_cast<size_t>(total));
+  AMLQ_CHECK_MPI(MPI_Iallgatherv(mine.data(), my_count, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE,
+                                 comm_, &request));
+  wait(request, "allgather");
   std::vector<std::vector<std::byte>> out;
-  if (rank_ == root) {
-    for (int r = 0; r < size_; ++r)
-      out.emplace_back(all.begin() + displs[r], all.begin() + displs[r] + counts[r]);
-  }
+  for (int r = 0; r < size_; ++r)
+    out.emplace_back(all.begin() + displs[static_cast<size_t>(r)],
+                     all.begin() + displs[static_cast<size_t>(r)] + counts[static_cast<size_t>(r)]);
   return out;
 }
 

@@ -37,6 +37,23 @@ class MpiSession {
   bool owns_ = false;
 };
 
+// Raised on a rank that learns another rank failed; carries that rank's error.
+class RemoteFailure : public Error {
+ public:
+  RemoteFailure(int rank, ErrorKind kind, const std::string& message);
+  int failed_rank() const { return rank_; }
+
+ private:
+  int rank_;
+};
+
+// Every blocking operation below polls: while it waits it also watches for a
+// failure notice from any rank (throwing RemoteFailure) and gives up after the
+// wait timeout (throwing Distributed), so a failed rank never leaves the others
+// hanging. Default timeout: $AMLQ_MPI_TIMEOUT seconds, else 3600.
+void set_mpi_wait_timeout(double seconds);
+double mpi_wait_timeout();
+
 class Communicator {
  public:
   // Wraps MPI_COMM_WORLD (not owned).
@@ -63,6 +80,15 @@ class Communicator {
   void recv(std::span<std::byte> data, int source, int tag) const;
   // Variable-size gather of byte blobs to root; returns one blob per rank on root.
   std::vector<std::vector<std::byte>> gather_bytes(std::span<const std::byte> mine, int root) const;
+  // Every rank gets every rank's blob.
+  std::vector<std::vector<std::byte>> allgather_bytes(std::span<const std::byte> mine) const;
+
+  // Tells every other rank that this one failed (non-blocking, best effort).
+  void notify_failure(ErrorKind kind, const std::string& message) const;
+  // Throws RemoteFailure if a failure notice has arrived.
+  void check_failures() const;
+  // Waits for a request, watching for failure notices and the timeout.
+  void wait(MPI_Request& request, const char* what) const;
 
  private:
   Communicator(MPI_Comm comm, bool owned);

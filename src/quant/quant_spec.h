@@ -63,9 +63,13 @@ struct QuantizedMatrix {
   };
   std::vector<Part> parts;
   // Solver diagnostics.
-  double damp_used = 0;
+  double damp_used = 0;       // the lambda finally used (options.damp * 10^damp_escalations); 0 for RTN
   int damp_escalations = 0;
   int dead_columns = 0;
+  // tr(E H E^T) under the undamped H, a free by-product of GPTQ's error feedback
+  // (quant/gptq.h); relative accuracy ~1e-4 (float32 updates). Negative when
+  // unknown (RTN): use quant/error.h then.
+  double output_error = -1;
 };
 
 }  // namespace amlq

@@ -1,12 +1,100 @@
-// Placeholder: implemented by the quantization-core work (issue 3).
+// CPU (Eigen) reference implementations of the quantization-side backend ops.
+#include <Eigen/Eigenvalues>
+
 #include "backend/cpu/cpu_ops.h"
 #include "core/error.h"
+#include "quant/gptq.h"
+#include "quant/pack.h"
 
 namespace amlq::cpu {
-void accumulate_hessian(const MatrixF&, MatrixD&, VectorD&) { AMLQ_FAIL(Internal, "not implemented yet"); }
-QuantizedMatrix quantize(const MatrixF&, const MatrixD&, const QuantSpec&, const GptqOptions&) {
-  AMLQ_FAIL(Internal, "not implemented yet");
+
+void accumulate_hessian(const MatrixF& x, MatrixD& h, VectorD& abs_sum) {
+  const Eigen::Index n = x.cols();
+  if (h.size() == 0) h = MatrixD::Zero(n, n);
+  if (abs_sum.size() == 0) abs_sum = VectorD::Zero(n);
+  AMLQ_ASSERT(h.rows() == n && h.cols() == n && abs_sum.size() == n,
+              "Hessian [{} x {}] / abs_sum {} for {} features", h.rows(), h.cols(), abs_sum.size(), n);
+  // Tokens are converted to double a chunk at a time; the lower triangle takes a
+  // symmetric rank-k update (half the flops of a GEMM) and is mirrored once.
+  constexpr Eigen::Index kChunk = 1024;
+  Eigen::MatrixXd update = Eigen::MatrixXd::Zero(n, n);
+  for (Eigen::Index t = 0; t < x.rows(); t += kChunk) {
+    const Eigen::Index rows = std::min(kChunk, x.rows() - t);
+    const Eigen::MatrixXd xd = x.middleRows(t, rows).cast<double>();
+    update.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
+    abs_sum += xd.cwiseAbs().colwise().sum().transpose();
+  }
+  update.triangularView<Eigen::StrictlyUpper>() = update.transpose();
+  h += update;
 }
-SvdResult svd(const MatrixD&, int) { AMLQ_FAIL(Internal, "not implemented yet"); }
-void dequant_linear(const MatrixF&, const PackedLinear&, MatrixF&) { AMLQ_FAIL(Internal, "not implemented yet"); }
+
+QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
+  return gptq_quantize(w, h, spec, options);
+}
+
+// Top-k SVD through the eigendecomposition of the smaller Gram matrix
+// (M^T M or M M^T): min(m,n)^3 work instead of BDCSVD's m n min(m,n) bidiagonal
+// reduction, and the quantization errors we decompose are wide or tall. The top
+// singular values (the only ones we use) keep full relative accuracy down to
+// ~1e-8 * s_max; singular vectors of singular values below 1e-10 * s_max are
+// set to zero (their triplets contribute nothing to U diag(S) V^T).
+SvdResult svd(const MatrixD& m, int rank) {
+  const Eigen::Index rows = m.rows(), cols = m.cols();
+  const Eigen::Index small = std::min(rows, cols);
+  AMLQ_ASSERT(rank >= 0, "svd rank {}", rank);
+  const Eigen::Index k = std::min<Eigen::Index>(rank, small);
+  SvdResult out;
+  out.frobenius_sq = m.squaredNorm();
+  out.u = MatrixD::Zero(rows, k);
+  out.v = MatrixD::Zero(cols, k);
+  out.s = VectorD::Zero(k);
+  if (k == 0) return out;
+
+  const bool tall = rows >= cols;  // Gram over the columns (n x n) when tall
+  Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(small, small);
+  if (tall) {
+    gram.selfadjointView<Eigen::Lower>().rankUpdate(m.transpose());
+  } else {
+    gram.selfadjointView<Eigen::Lower>().rankUpdate(m);
+  }
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(gram);
+  AMLQ_REQUIRE(eig.info() == Eigen::Success, "eigendecomposition of a [{} x {}] Gram matrix did not converge",
+               small, small);
+  // Eigenvalues ascend: the top k are the last k.
+  const Eigen::MatrixXd vecs = eig.eigenvectors().rightCols(k).rowwise().reverse();
+  const Eigen::VectorXd vals = eig.eigenvalues().tail(k).reverse();
+  const double s_max = std::sqrt(std::max(vals[0], 0.0));
+  for (Eigen::Index i = 0; i < k; ++i) out.s[i] = std::sqrt(std::max(vals[i], 0.0));
+  MatrixD& known = tall ? out.v : out.u;  // the side the eigenvectors give directly
+  MatrixD& other = tall ? out.u : out.v;
+  known = vecs;
+  other = tall ? MatrixD(m * vecs) : MatrixD(m.transpose() * vecs);
+  for (Eigen::Index i = 0; i < k; ++i) {
+    if (out.s[i] > 1e-10 * s_max && out.s[i] > 0) {
+      other.col(i) /= out.s[i];
+    } else {
+      other.col(i).setZero();
+      known.col(i).setZero();
+      out.s[i] = 0;
+    }
+  }
+  return out;
+}
+
+void dequant_linear(const MatrixF& x, const PackedLinear& layer, MatrixF& y) {
+  AMLQ_ASSERT(x.cols() == layer.cols, "input has {} features, layer '{}' takes {}", x.cols(), layer.name, layer.cols);
+  const MatrixF w_hat = dequantize(layer, false);
+  y.noalias() = x * w_hat.transpose();
+  if (layer.rank > 0) {
+    const LowRankFactors f = unpack_factors(layer);
+    const MatrixF xb = x * f.b.transpose();
+    y.noalias() += xb * f.a.transpose();
+  }
+  if (!layer.bias.empty()) {
+    AMLQ_ASSERT(static_cast<int>(layer.bias.size()) == layer.rows, "bias has {} entries for {} rows",
+                layer.bias.size(), layer.rows);
+    y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(layer.bias.data(), layer.rows);
+  }
+}
+
 }  // namespace amlq::cpu

@@ -1,0 +1,97 @@
+#include "pipeline/calibration_stats.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "io/hdf5/hdf5_objects.h"
+#include "io/hdf5/model_writer.h"
+
+namespace amlq {
+
+namespace {
+constexpr const char* kKind = "amlq-calibration";
+
+std::string layer_group_name(int layer) { return "layer_" + std::to_string(layer); }
+
+}  // namespace
+
+void write_calibration_stats(const std::string& path, const CalibrationStats& stats) {
+  AtomicOutput out(path);
+  {
+    h5::File file = h5::create_model_file(out.temp_path());
+    h5::write_string_attribute(file.get(), "format", kKind);
+    h5::write_string_attribute(file.get(), "input_hash", stats.input_hash);
+    h5::write_string_attribute(file.get(), "description", stats.description);
+    for (const auto& layer : stats.layers) {
+      h5::Group group = h5::create_group(file.get(), layer_group_name(layer.layer));
+      h5::write_attribute<int32_t>(group.get(), "layer", layer.layer);
+      for (int s = 0; s < 4; ++s) {
+        const auto& site = layer.sites[static_cast<size_t>(s)];
+        h5::Group sg = h5::create_group(group.get(), input_site_name(static_cast<InputSite>(s)));
+        h5::write_attribute<int64_t>(sg.get(), "tokens", site.tokens);
+        const hsize_t n = static_cast<hsize_t>(site.hessian.rows());
+        const hsize_t dims2[2] = {n, n};
+        h5::Dataset h = h5::create_dataset(sg.get(), "hessian", H5T_IEEE_F64LE, dims2);
+        h5::write_dataset_raw(h.get(), H5T_NATIVE_DOUBLE, site.hessian.data());
+        const hsize_t dims1[1] = {static_cast<hsize_t>(site.act_scale.size())};
+        h5::Dataset a = h5::create_dataset(sg.get(), "act_scale", H5T_IEEE_F64LE, dims1);
+        h5::write_dataset_raw(a.get(), H5T_NATIVE_DOUBLE, site.act_scale.data());
+      }
+    }
+    file.close();
+  }
+  out.commit();
+}
+
+CalibrationStats read_calibration_stats(const std::string& path) {
+  if (!std::filesystem::exists(path)) AMLQ_FAIL(Input, "{}: calibration checkpoint does not exist", path);
+  h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+  if (!h5::has_attribute(file.get(), "format") || h5::read_string_attribute(file.get(), "format") != kKind)
+    AMLQ_FAIL(Input, "{}: not an amlq calibration checkpoint", path);
+  CalibrationStats stats;
+  stats.input_hash = h5::read_string_attribute(file.get(), "input_hash");
+  stats.description = h5::read_string_attribute(file.get(), "description");
+  for (const auto& name : h5::link_names(file.get())) {
+    h5::Group group = h5::open_group(file.get(), name);
+    LayerCalibration layer;
+    layer.layer = h5::read_attribute<int32_t>(group.get(), "layer");
+    for (int s = 0; s < 4; ++s) {
+      const auto site_name = input_site_name(static_cast<InputSite>(s));
+      if (!h5::link_exists(group.get(), site_name))
+        AMLQ_FAIL(Input, "{}: {}/{} is missing", path, name, site_name);
+      h5::Group sg = h5::open_group(group.get(), site_name);
+      auto& site = layer.sites[static_cast<size_t>(s)];
+      site.tokens = h5::read_attribute<int64_t>(sg.get(), "tokens");
+      h5::Dataset h = h5::open_dataset(sg.get(), "hessian");
+      const auto dims = h5::dataset_dims(h.get());
+      if (dims.size() != 2 || dims[0] != dims[1]) AMLQ_FAIL(Input, "{}: {}/{}/hessian is not square", path, name, site_name);
+      site.hessian.resize(static_cast<Eigen::Index>(dims[0]), static_cast<Eigen::Index>(dims[1]));
+      h5::read_dataset_raw(h.get(), H5T_NATIVE_DOUBLE, site.hessian.data());
+      h5::Dataset a = h5::open_dataset(sg.get(), "act_scale");
+      const auto adims = h5::dataset_dims(a.get());
+      if (adims.size() != 1 || adims[0] != dims[0])
+        AMLQ_FAIL(Input, "{}: {}/{}/act_scale does not match the Hessian", path, name, site_name);
+      site.act_scale.resize(static_cast<Eigen::Index>(adims[0]));
+      h5::read_dataset_raw(a.get(), H5T_NATIVE_DOUBLE, site.act_scale.data());
+    }
+    stats.layers.push_back(std::move(layer));
+  }
+  std::sort(stats.layers.begin(), stats.layers.end(),
+            [](const LayerCalibration& a, const LayerCalibration& b) { return a.layer < b.layer; });
+  return stats;
+}
+
+std::string read_checkpoint_hash(const std::string& path) {
+  if (!std::filesystem::exists(path)) return "";
+  try {
+    h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+    if (!h5::has_attribute(file.get(), "input_hash")) return "";
+    return h5::read_string_attribute(file.get(), "input_hash");
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+}  // namespace amlq

@@ -1,0 +1,42 @@
+#pragma once
+// Everything a quantization run depends on. Stages record a hash of the
+// options that affect their output, so --resume reuses a stage's file only
+// when it was made from the same inputs.
+#include <string>
+
+#include "io/tokenizer/dataset.h"
+#include "lowrank/lowrank_types.h"
+#include "quant/quant_spec.h"
+
+namespace amlq {
+
+struct QuantizeOptions {
+  std::string model;         // MODEL_DIR (config.json + safetensors)
+  std::string calib;         // calibration data: text or ids (.u16/.u32/.npy)
+  CalibrationSpec calib_spec{128, 256, 0, true};
+  double target_bpw = 3.0;
+  std::string search = "minmax";  // minmax | minsum | minsum-lagrange | uniform:<spec>[-r<k>]
+  std::string recipes = "default";  // recipe space name or TOML path
+  bool rtn = false;                  // quantizer: RTN instead of GPTQ
+  LowRankMethod lowrank = LowRankMethod::Whiten;
+  FactorFormat factor_format = FactorFormat::Fp16;
+  GptqOptions gptq;
+  bool sequential = false;           // feed quantized outputs to the next layer during calibration
+  std::string sequential_spec = "4b-g64";  // the configuration layers are quantized with for that
+  int batch = 8;                     // sequences per forward batch
+  int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)
+
+  std::string out;                   // the HDF5 model
+  std::string work_dir;              // stage checkpoints; default: <out>.work
+  std::string report;                // JSON report path (optional)
+  std::string svg;                   // allocation picture (default: <report or out>.svg)
+  std::string eval;                  // evaluation data (optional)
+  int eval_seqlen = 512;
+  int eval_max_windows = 0;
+  bool resume = false;
+
+  std::string quantizer_name() const { return rtn ? "rtn" : "gptq"; }
+  std::string resolved_work_dir() const { return work_dir.empty() ? out + ".work" : work_dir; }
+};
+
+}  // namespace amlq

@@ -1,0 +1,66 @@
+#pragma once
+// The run report: JSON for batch scripts (launch/amlq-zoo reads it), a human
+// table for the terminal, and an SVG picture of the allocation per layer.
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/model_config.h"
+#include "pipeline/quantize_options.h"
+
+namespace amlq {
+
+struct ReportLayer {
+  std::string name;    // model.layers.3.mlp.down_proj
+  int layer = 0;       // decoder layer index
+  std::string linear;  // mlp.down_proj
+  int64_t numel = 0;
+  std::string spec;    // QuantSpec label
+  double code_bits = 0;  // column-weighted mean code bit width over the parts
+  int rank = 0;
+  double bpw = 0;
+  double eps_measured = 0;  // what the search saw
+  double eps = 0;           // of the stored result
+};
+
+struct StageSeconds {
+  double calibrate = 0, measure = 0, search = 0, pack = 0, eval = 0, total = 0;
+};
+
+struct EvalSummary {
+  std::string data;
+  int seqlen = 0;
+  int64_t windows = 0;
+  int64_t scored_tokens = 0;
+  double fp_ppl = 0;
+  double quantized_ppl = 0;
+  double fp_nll = 0;
+  double quantized_nll = 0;
+};
+
+struct QuantizeReport {
+  std::string model;
+  std::string out;
+  std::string calibration;  // calibration set description
+  std::string search;
+  std::string quantizer;
+  std::string lowrank;
+  std::string recipes;
+  double target_bpw = 0;
+  double achieved_bpw = 0;
+  int64_t quantized_params = 0;
+  int candidates = 0;  // measured (spec, rank) pairs over all layers
+  std::vector<ReportLayer> layers;
+  std::optional<EvalSummary> eval;
+  StageSeconds seconds;
+  std::vector<std::string> resumed;  // stages taken from their checkpoints
+  int ranks = 1;
+};
+
+nlohmann::ordered_json report_json(const QuantizeReport& report);
+std::string report_table(const QuantizeReport& report);
+// Bits per weight and rank per decoder layer, one series per linear type (AMLQ's Figure 2).
+std::string allocation_svg(const QuantizeReport& report);
+
+}  // namespace amlq

@@ -1,0 +1,241 @@
+#include "quant/gptq.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "quant/quantizer.h"
+
+namespace amlq {
+namespace {
+
+// Rows of W handled together inside a block: the block's columns of this many
+// rows (block 128 x 256 floats = 128 KiB) stay in L2 during the in-block updates.
+constexpr int kRowTile = 256;
+
+struct Block {
+  int begin, end;
+};
+
+// Blocks never straddle a group boundary and every group starts a block, so the
+// group parameters, computed when a group is entered, see weights that have
+// received every earlier column's update (exactly as the unbatched OBQ loop).
+std::vector<Block> make_blocks(const QuantizedMatrix& q, int block_size, bool static_groups) {
+  std::vector<Block> blocks;
+  for (const auto& part : q.parts) {
+    const int g = part.group;
+    const int step = static_groups ? block_size : (g <= block_size ? (block_size / g) * g : block_size);
+    for (int c = part.col_begin; c < part.col_end;) {
+      int end = std::min(c + step, part.col_end);
+      if (!static_groups && g > block_size) end = std::min(end, part.col_begin + ((c - part.col_begin) / g + 1) * g);
+      blocks.push_back({c, end});
+      c = end;
+    }
+  }
+  return blocks;
+}
+
+}  // namespace
+
+bool inverse_cholesky_upper(const MatrixD& h, MatrixD& u) {
+  // With J the exchange matrix, J h J = L L^T gives h^-1 = (J L^-1 J)^T (J L^-1 J)
+  // and J L^-1 J is upper triangular: one Cholesky and one triangular inverse
+  // instead of Cholesky, inverse and a second Cholesky.
+  const Eigen::Index n = h.rows();
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic> reversed = h.reverse();
+  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(reversed);
+  if (llt.info() != Eigen::Success) return false;
+  Eigen::MatrixXd linv = Eigen::MatrixXd::Identity(n, n);
+  llt.matrixL().solveInPlace(linv);
+  u = linv.reverse();
+  return u.allFinite() && (u.diagonal().array() > 0).all();
+}
+
+QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
+  const int m = static_cast<int>(w.rows());
+  const int n = static_cast<int>(w.cols());
+  spec.validate(m, n, "matrix");
+  const bool feedback = options.error_feedback;
+  const bool have_h = h.size() > 0;
+  AMLQ_ASSERT(!feedback || have_h, "GPTQ needs a Hessian");
+  if (have_h) AMLQ_ASSERT(h.rows() == n && h.cols() == n, "Hessian is {} x {}, weight has {} columns", h.rows(), h.cols(), n);
+  AMLQ_ASSERT(options.block_size > 0, "block size {}", options.block_size);
+  AMLQ_REQUIRE(w.allFinite(), "weight matrix [{} x {}] contains NaN or inf", m, n);
+  if (have_h) AMLQ_REQUIRE(h.allFinite(), "Hessian [{} x {}] contains NaN or inf", n, n);
+
+  QuantizedMatrix out;
+  out.rows = m;
+  out.cols = n;
+  out.spec = spec;
+
+  // Dead inputs (H_ii == 0) never reach the output: W column 0, H_ii = 1.
+  VectorD diag = have_h ? VectorD(h.diagonal()) : VectorD::Ones(n);
+  std::vector<char> dead(n, 0);
+  for (int i = 0; i < n; ++i) {
+    if (diag[i] == 0) {
+      dead[i] = 1;
+      diag[i] = 1;
+      ++out.dead_columns;
+    }
+  }
+  std::vector<int32_t> perm(n);
+  std::iota(perm.begin(), perm.end(), 0);
+  if (spec.act_order && have_h) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
+    out.perm = perm;
+  }
+
+  // Work on W^T in processing order: column j of W is the contiguous row j.
+  MatrixF wt(n, m);
+  for (int i0 = 0; i0 < m; i0 += 64) {
+    const int i1 = std::min(m, i0 + 64);
+    for (int j = 0; j < n; ++j) {
+      const int c = perm[j];
+      if (dead[c]) {
+        wt.row(j).segment(i0, i1 - i0).setZero();
+      } else {
+        for (int i = i0; i < i1; ++i) wt(j, i) = w(i, c);
+      }
+    }
+  }
+
+  const auto ranges = spec.part_columns(n);
+  std::vector<int> part_of(n);
+  for (size_t p = 0; p < spec.parts.size(); ++p) {
+    QuantizedMatrix::Part part;
+    part.col_begin = ranges[p].first;
+    part.col_end = ranges[p].second;
+    part.bits = spec.parts[p].bits;
+    const int width = part.col_end - part.col_begin;
+    part.group = spec.parts[p].group == 0 ? width : spec.parts[p].group;
+    part.num_groups = width / part.group;
+    part.scales.resize(static_cast<size_t>(m) * part.num_groups);
+    part.zeros.resize(static_cast<size_t>(m) * part.num_groups);
+    for (int j = part.col_begin; j < part.col_end; ++j) part_of[j] = static_cast<int>(p);
+    out.parts.push_back(std::move(part));
+  }
+
+  // Static groups: parameters from consecutive ORIGINAL columns before any update.
+  const bool static_groups = spec.static_groups;
+  if (static_groups) {
+    auto& part = out.parts[0];
+    std::vector<int> inverse(n);
+    for (int j = 0; j < n; ++j) inverse[perm[j]] = j;
+    for (int g = 0; g < part.num_groups; ++g) {
+      Eigen::VectorXf lo = Eigen::VectorXf::Constant(m, std::numeric_limits<float>::infinity());
+      Eigen::VectorXf hi = -lo;
+      for (int c = g * part.group; c < (g + 1) * part.group; ++c) {
+        lo = lo.cwiseMin(wt.row(inverse[c]).transpose());
+        hi = hi.cwiseMax(wt.row(inverse[c]).transpose());
+      }
+      for (int i = 0; i < m; ++i) {
+        const GroupParams gp = group_params(lo[i], hi[i], part.bits, spec.symmetric);
+        part.scales[static_cast<size_t>(i) * part.num_groups + g] = float_to_fp16(gp.scale);
+        part.zeros[static_cast<size_t>(i) * part.num_groups + g] = static_cast<uint8_t>(gp.zero);
+      }
+    }
+  }
+
+  // U = chol(H^-1) upper, from the permuted, damped Hessian (double precision).
+  MatrixF uf;
+  double damp_abs = 0;
+  if (feedback) {
+    MatrixD hp(n, n);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) hp(i, j) = h(perm[i], perm[j]);
+    for (int j = 0; j < n; ++j)
+      if (dead[perm[j]]) hp(j, j) = 1;
+    const double mean_diag = hp.diagonal().mean();
+    double lambda = options.damp;
+    MatrixD u;
+    for (int attempt = 0;; ++attempt) {
+      damp_abs = lambda * mean_diag;
+      MatrixD damped = hp;
+      damped.diagonal().array() += damp_abs;
+      if (inverse_cholesky_upper(damped, u)) break;
+      if (attempt >= options.max_damp_retries)
+        AMLQ_FAIL(Numerical, "Cholesky of the damped Hessian [{} x {}] failed even with damp {:g}", n, n, lambda);
+      AMLQ_LOG_WARN("Cholesky of the Hessian [{} x {}] failed with damp {:g}; retrying with {:g}", n, n, lambda,
+                    lambda * 10);
+      lambda *= 10;
+      ++out.damp_escalations;
+    }
+    out.damp_used = lambda;
+    uf = u.cast<float>();
+  }
+
+  out.codes.assign(static_cast<size_t>(m) * n, 0);
+  const auto blocks = make_blocks(out, options.block_size, static_groups);
+  int max_block = 0;
+  for (const auto& b : blocks) max_block = std::max(max_block, b.end - b.begin);
+  MatrixF err_block(feedback ? max_block : 0, m);
+  Eigen::VectorXf scale_t(kRowTile), err(kRowTile);
+  Eigen::VectorXi zero_t(kRowTile);
+  double scaled_err_sq = 0;
+
+  for (const auto& blk : blocks) {
+    const int bs = blk.end - blk.begin;
+    for (int i0 = 0; i0 < m; i0 += kRowTile) {
+      const int tw = std::min(kRowTile, m - i0);
+      for (int j = blk.begin; j < blk.end; ++j) {
+        auto& part = out.parts[part_of[j]];
+        const int maxq = (1 << part.bits) - 1;
+        if (static_groups) {
+          const int g = perm[j] / part.group;
+          for (int i = 0; i < tw; ++i) {
+            const size_t at = static_cast<size_t>(i0 + i) * part.num_groups + g;
+            scale_t[i] = fp16_to_float(part.scales[at]);
+            zero_t[i] = part.zeros[at];
+          }
+        } else if ((j - part.col_begin) % part.group == 0) {
+          const int g = (j - part.col_begin) / part.group;
+          const auto cols = wt.block(j, i0, part.group, tw);
+          const Eigen::VectorXf lo = cols.colwise().minCoeff().transpose();
+          const Eigen::VectorXf hi = cols.colwise().maxCoeff().transpose();
+          for (int i = 0; i < tw; ++i) {
+            const GroupParams gp = group_params(lo[i], hi[i], part.bits, spec.symmetric);
+            const size_t at = static_cast<size_t>(i0 + i) * part.num_groups + g;
+            part.scales[at] = float_to_fp16(gp.scale);
+            part.zeros[at] = static_cast<uint8_t>(gp.zero);
+            scale_t[i] = gp.scale;
+            zero_t[i] = gp.zero;
+          }
+        }
+        float* col = wt.row(j).data() + i0;
+        uint8_t* codes = out.codes.data() + static_cast<size_t>(i0) * n + j;
+        const float d = feedback ? uf(j, j) : 1.0f;
+        for (int i = 0; i < tw; ++i) {
+          const int q = quantize_value(col[i], scale_t[i], zero_t[i], maxq);
+          codes[static_cast<size_t>(i) * n] = static_cast<uint8_t>(q);
+          err[i] = (col[i] - dequantize_value(q, scale_t[i], zero_t[i])) / d;
+        }
+        if (!feedback) continue;
+        const auto e = err.head(tw);
+        scaled_err_sq += static_cast<double>(e.squaredNorm());
+        err_block.row(j - blk.begin).segment(i0, tw) = e.transpose();
+        for (int k = j + 1; k < blk.end; ++k) wt.row(k).segment(i0, tw) -= uf(j, k) * e.transpose();
+      }
+    }
+    // The lazy update of all later columns: one GEMM per block.
+    if (feedback && blk.end < n) {
+      wt.bottomRows(n - blk.end).noalias() -=
+          uf.block(blk.begin, blk.end, bs, n - blk.end).transpose() * err_block.topRows(bs);
+    }
+  }
+
+  if (feedback) {
+    // tr(E H_d E^T) = ||Err||^2 exactly (E = Err U); remove the dampening term.
+    const MatrixF w_hat = dequantize(out);
+    double e_sq = 0;
+    for (int i = 0; i < m; ++i)
+      for (int c = 0; c < n; ++c) {
+        const double e = dead[c] ? 0.0 : static_cast<double>(w(i, c)) - w_hat(i, c);
+        e_sq += e * e;
+      }
+    out.output_error = std::max(0.0, scaled_err_sq - damp_abs * e_sq);
+  }
+  return out;
+}
+
+}  // namespace amlq

@@ -1,0 +1,94 @@
+#pragma once
+// Global bit allocation: choose one measured candidate per layer so that the
+// model's weight-count-weighted average bpw stays within a target (METHOD.md 7).
+//
+// Budget rule shared by every method: a choice fits when
+//   average_bpw(choice) <= target_bpw + kBudgetToleranceBpw.
+// The tolerance only absorbs floating-point summation noise (a uniform 4b-g128
+// model must fit a 4.15625 target); no method ever trades error for it.
+#include <string>
+#include <vector>
+
+#include "search/measurement.h"
+
+namespace amlq {
+
+inline constexpr double kBudgetToleranceBpw = 1e-9;
+
+struct LayerChoice {
+  int layer = 0;
+  int candidate = 0;  // index into table[layer].candidates
+};
+
+struct SearchResult {
+  std::vector<int> choice;  // per layer (table order): index into table[l].candidates
+  double target_bpw = 0;    // what was asked (0 for uniform)
+  double achieved_bpw = 0;  // numel-weighted mean bpw of the choice
+  double max_eps = 0;
+  double sum_eps = 0;
+  double threshold = 0;     // minmax: the smallest feasible tau (== max_eps); others: max_eps
+  std::string method;       // "minmax", "minsum", "minsum-lagrange", "uniform:<label>[-r<k>]"
+  std::vector<LayerChoice> layer_choices() const;
+};
+
+// Knobs of the min-sum solvers; the defaults are what run_search uses.
+struct MinSumOptions {
+  // Buckets the budget slack (budget minus the cheapest model) is cut into by
+  // the DP. Costs are rounded UP to whole buckets, so the DP result always fits;
+  // it is exact whenever every candidate's extra cost is a multiple of the
+  // bucket width (integer bit costs with slack <= grid are handled with width 1).
+  int grid = 65536;
+  // Use leftover budget (rounding slack) for greedy eps-per-bit upgrades.
+  bool greedy_upgrade = true;
+  // Also run search_minsum_lagrange and return whichever has the lower sum eps
+  // (rounding up can strand up to one bucket per layer; the Lagrangian uses
+  // exact costs). Both fit the budget, so the result only gets better.
+  bool compare_lagrange = true;
+};
+
+// Weight-count-weighted mean bpw. choice.size() must equal table.size().
+double average_bpw(const MeasurementTable& table, const std::vector<int>& choice);
+
+// Throws Input unless every layer has numel > 0 and >= 1 candidate, and every
+// candidate has finite bpw >= 0 and finite eps >= 0.
+void validate_table(const MeasurementTable& table);
+
+// AMLQ min-max: the smallest threshold tau such that picking, per layer, the
+// cheapest candidate with eps <= tau (ties: lower eps, then lower index) fits.
+// Instead of bisecting tau to 1e-5, binary search runs over the sorted distinct
+// measured eps values: the picks only change there, so the threshold found is
+// exactly the smallest feasible one. Throws Usage (stating the minimum
+// achievable bpw) when even the cheapest candidates exceed the target.
+SearchResult search_minmax(const MeasurementTable& table, double target_bpw);
+
+// Min-sum: minimize sum_l eps under the budget. The default method: a dynamic
+// program over the budget slack (budget minus the cheapest model) cut into
+// MinSumOptions::grid buckets, per-layer costs rounded UP so the answer always
+// fits; exact whenever the bucket width divides every cost (always for whole-bit
+// costs with slack <= grid, where the width is 1 bit), otherwise exact up to one
+// bucket per layer (end points up to one bucket per layer past the budget are
+// tried too and kept when their real cost fits). Then a greedy upgrade spends
+// what rounding left over, and
+// the Lagrangian solution is taken instead if it is better.
+// Memory: layers x (grid + layers) bytes; time: layers x grid x (Pareto candidates).
+SearchResult search_minsum(const MeasurementTable& table, double target_bpw,
+                           const MinSumOptions& options = {});
+
+// Min-sum by Lagrangian relaxation: per layer argmin eps + lambda * bits, with
+// the smallest feasible lambda found by bisection, then the greedy upgrade pass.
+// Near-optimal and cheaper than the DP, but without an exactness guarantee.
+SearchResult search_minsum_lagrange(const MeasurementTable& table, double target_bpw);
+
+// The same (spec, rank) in every layer. Throws Usage naming the first layer
+// that was not measured at that configuration. Ignores any budget.
+SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec, int rank);
+
+// method: "minmax" | "minsum" | "minsum-lagrange" | "uniform:<spec label>[-r<rank>]"
+// (e.g. "uniform:4b-g128-r8"). Throws Usage on an unknown method. For
+// uniform, target_bpw is not enforced (a warning is logged when exceeded).
+SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw);
+
+// Per layer: name, spec, rank, bpw, eps; then the totals. For stdout.
+std::string format_allocation(const MeasurementTable& table, const SearchResult& result);
+
+}  // namespace amlq

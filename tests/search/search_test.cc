@@ -1,0 +1,372 @@
+#include "search/search.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace amlq {
+namespace {
+
+Candidate cand(double bpw, double eps, int rank = 0, const char* spec = "4b-g128") {
+  Candidate c;
+  c.spec = QuantSpec::parse(spec);
+  c.rank = rank;
+  c.bpw = bpw;
+  c.eps = eps;
+  return c;
+}
+
+LayerMeasurement layer(std::string name, int rows, int cols, std::vector<Candidate> cands) {
+  LayerMeasurement l;
+  l.name = std::move(name);
+  l.rows = rows;
+  l.cols = cols;
+  l.candidates = std::move(cands);
+  return l;
+}
+
+ErrorKind kind_of(const std::function<void()>& f, std::string* message = nullptr) {
+  try {
+    f();
+  } catch (const Error& e) {
+    if (message) *message = e.what();
+    return e.kind();
+  }
+  return ErrorKind::Internal;  // "did not throw" - no test expects Internal
+}
+
+double total_numel(const MeasurementTable& t) {
+  double n = 0;
+  for (const auto& l : t) n += static_cast<double>(l.numel());
+  return n;
+}
+
+struct BruteForce {
+  bool feasible = false;
+  double min_sum = std::numeric_limits<double>::infinity();
+  double min_max = std::numeric_limits<double>::infinity();
+};
+
+// Every assignment; the same budget rule as the search (target + half the tolerance).
+BruteForce brute_force(const MeasurementTable& t, double target) {
+  BruteForce out;
+  const double budget = (target + 0.5 * kBudgetToleranceBpw) * total_numel(t);
+  std::vector<int> idx(t.size(), 0);
+  for (;;) {
+    double bits = 0, sum = 0, mx = 0;
+    for (size_t l = 0; l < t.size(); ++l) {
+      const auto& c = t[l].candidates[idx[l]];
+      bits += c.bpw * static_cast<double>(t[l].numel());
+      sum += c.eps;
+      mx = std::max(mx, c.eps);
+    }
+    if (bits <= budget) {
+      out.feasible = true;
+      out.min_sum = std::min(out.min_sum, sum);
+      out.min_max = std::min(out.min_max, mx);
+    }
+    size_t l = 0;
+    while (l < t.size() && ++idx[l] == static_cast<int>(t[l].candidates.size())) idx[l++] = 0;
+    if (l == t.size()) break;
+  }
+  return out;
+}
+
+// Layers of 8 x 8 weights whose candidates cost whole bits (bpw = bits / 64,
+// exact in binary), so the min-sum DP runs at 1-bit resolution: exact.
+MeasurementTable random_integral_table(std::mt19937& rng, int layers, int cands) {
+  std::uniform_int_distribution<int> bits(64, 600);
+  std::uniform_real_distribution<double> eps(0.0, 1.0);
+  MeasurementTable t;
+  for (int l = 0; l < layers; ++l) {
+    std::vector<Candidate> cs;
+    for (int c = 0; c < cands; ++c) cs.push_back(cand(bits(rng) / 64.0, std::round(eps(rng) * 1000) / 1000, c));
+    t.push_back(layer(fmt::format("layers.{}", l), 8, 8, std::move(cs)));
+  }
+  return t;
+}
+
+// Mixed layer sizes and arbitrary real bpw values (the DP then rounds costs up).
+MeasurementTable random_real_table(std::mt19937& rng, int layers, int cands) {
+  std::uniform_real_distribution<double> bpw(1.5, 9.0), eps(1e-4, 1e-1);
+  std::uniform_int_distribution<int> dim(1, 64);
+  MeasurementTable t;
+  for (int l = 0; l < layers; ++l) {
+    std::vector<Candidate> cs;
+    for (int c = 0; c < cands; ++c) cs.push_back(cand(bpw(rng), eps(rng), c));
+    t.push_back(layer(fmt::format("l{}", l), 16 * dim(rng), 16 * dim(rng), std::move(cs)));
+  }
+  return t;
+}
+
+double min_avg_bpw(const MeasurementTable& t) {
+  double bits = 0;
+  for (const auto& l : t) {
+    double m = std::numeric_limits<double>::infinity();
+    for (const auto& c : l.candidates) m = std::min(m, c.bpw);
+    bits += m * static_cast<double>(l.numel());
+  }
+  return bits / total_numel(t);
+}
+
+double max_avg_bpw(const MeasurementTable& t) {
+  double bits = 0;
+  for (const auto& l : t) {
+    double m = 0;
+    for (const auto& c : l.candidates) m = std::max(m, c.bpw);
+    bits += m * static_cast<double>(l.numel());
+  }
+  return bits / total_numel(t);
+}
+
+void expect_consistent(const MeasurementTable& t, const SearchResult& r) {
+  ASSERT_EQ(r.choice.size(), t.size());
+  EXPECT_DOUBLE_EQ(r.achieved_bpw, average_bpw(t, r.choice));
+  double sum = 0, mx = 0;
+  for (size_t l = 0; l < t.size(); ++l) {
+    sum += t[l].candidates[r.choice[l]].eps;
+    mx = std::max(mx, t[l].candidates[r.choice[l]].eps);
+  }
+  EXPECT_DOUBLE_EQ(r.sum_eps, sum);
+  EXPECT_DOUBLE_EQ(r.max_eps, mx);
+}
+
+TEST(Search, AverageBpwIsWeightedByNumel) {
+  MeasurementTable t = {layer("a", 10, 10, {cand(2, 0.1), cand(4, 0.01)}),
+                        layer("b", 30, 10, {cand(3, 0.1), cand(8, 0.0)})};
+  EXPECT_DOUBLE_EQ(average_bpw(t, {0, 0}), (2 * 100 + 3 * 300) / 400.0);
+  EXPECT_DOUBLE_EQ(average_bpw(t, {1, 1}), (4 * 100 + 8 * 300) / 400.0);
+}
+
+TEST(Search, NeverExceedsTheBudgetOnRandomTables) {
+  for (unsigned seed = 0; seed < 60; ++seed) {
+    std::mt19937 rng(seed);
+    const MeasurementTable t = seed % 2 ? random_real_table(rng, 12, 7) : random_integral_table(rng, 12, 7);
+    const double lo = min_avg_bpw(t), hi = max_avg_bpw(t);
+    for (double frac : {0.0, 0.1, 0.37, 0.5, 0.9, 1.0, 1.5}) {
+      const double target = lo + frac * (hi - lo);
+      for (const std::string method : {"minmax", "minsum", "minsum-lagrange"}) {
+        const SearchResult r = run_search(t, method, target);
+        SCOPED_TRACE(::testing::Message() << "seed " << seed << " " << method << " target " << target);
+        EXPECT_LE(r.achieved_bpw, target + kBudgetToleranceBpw);
+        EXPECT_EQ(r.method, method);
+        expect_consistent(t, r);
+      }
+    }
+  }
+}
+
+TEST(Search, MinSumEqualsBruteForceOnIntegralTables) {
+  int compared = 0;
+  for (unsigned seed = 0; seed < 40; ++seed) {
+    std::mt19937 rng(100 + seed);
+    const MeasurementTable t = random_integral_table(rng, 5, 5);  // 3125 assignments
+    const double lo = min_avg_bpw(t), hi = max_avg_bpw(t);
+    for (double frac : {0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95}) {
+      const double target = lo + frac * (hi - lo);
+      const BruteForce bf = brute_force(t, target);
+      ASSERT_TRUE(bf.feasible);
+      const SearchResult dp = search_minsum(t, target);
+      EXPECT_NEAR(dp.sum_eps, bf.min_sum, 1e-12) << "seed " << seed << " target " << target;
+      EXPECT_LE(dp.achieved_bpw, target + kBudgetToleranceBpw);
+      // Without the greedy pass the DP alone must already be optimal.
+      const SearchResult raw = search_minsum(t, target, MinSumOptions{.grid = 65536, .greedy_upgrade = false, .compare_lagrange = false});
+      EXPECT_NEAR(raw.sum_eps, bf.min_sum, 1e-12);
+      // Lagrange is a heuristic: never better than the optimum, never over budget.
+      const SearchResult lag = search_minsum_lagrange(t, target);
+      EXPECT_GE(lag.sum_eps, bf.min_sum - 1e-12);
+      EXPECT_LE(lag.achieved_bpw, target + kBudgetToleranceBpw);
+      ++compared;
+    }
+  }
+  EXPECT_EQ(compared, 280);
+}
+
+TEST(Search, MinSumOnACoarseGridStillFitsAndIsNoBetterThanOptimal) {
+  for (unsigned seed = 0; seed < 30; ++seed) {
+    std::mt19937 rng(500 + seed);
+    const MeasurementTable t = random_real_table(rng, 5, 4);
+    const double target = 0.5 * (min_avg_bpw(t) + max_avg_bpw(t));
+    const BruteForce bf = brute_force(t, target);
+    for (int grid : {1, 7, 64, 32768}) {
+      const SearchResult r =
+          search_minsum(t, target, MinSumOptions{.grid = grid, .greedy_upgrade = grid != 7, .compare_lagrange = false});
+      EXPECT_LE(r.achieved_bpw, target + kBudgetToleranceBpw);
+      EXPECT_GE(r.sum_eps, bf.min_sum - 1e-12);
+    }
+    // At a fine grid the DP (bucket rounding) plus greedy reaches the optimum here.
+    EXPECT_NEAR(search_minsum(t, target).sum_eps, bf.min_sum, 1e-12) << "seed " << seed;
+  }
+}
+
+TEST(Search, MinSumHandMadeTable) {
+  // Budget 3 bpw over two equal layers: (2b, 4b) or (4b, 2b) or (3b, 3b).
+  MeasurementTable t = {layer("a", 4, 16, {cand(2, 0.50), cand(3, 0.20), cand(4, 0.05)}),
+                        layer("b", 4, 16, {cand(2, 0.30), cand(3, 0.10), cand(4, 0.08)})};
+  // sums: (2,4)=0.58, (3,3)=0.30, (4,2)=0.35 -> (3,3).
+  const SearchResult r = search_minsum(t, 3.0);
+  EXPECT_EQ(r.choice, (std::vector<int>{1, 1}));
+  EXPECT_DOUBLE_EQ(r.sum_eps, 0.30);
+  EXPECT_DOUBLE_EQ(r.achieved_bpw, 3.0);  // exactly at the budget is allowed
+  // minmax: (4,2) has max 0.30, (3,3) max 0.20 -> (3,3), threshold 0.20.
+  const SearchResult m = search_minmax(t, 3.0);
+  EXPECT_EQ(m.choice, (std::vector<int>{1, 1}));
+  EXPECT_DOUBLE_EQ(m.threshold, 0.20);
+}
+
+TEST(Search, MinMaxReturnsTheSmallestFeasibleThreshold) {
+  for (unsigned seed = 0; seed < 40; ++seed) {
+    std::mt19937 rng(900 + seed);
+    const MeasurementTable t = seed % 2 ? random_real_table(rng, 5, 5) : random_integral_table(rng, 5, 5);
+    const double lo = min_avg_bpw(t), hi = max_avg_bpw(t);
+    for (double frac : {0.0, 0.15, 0.4, 0.6, 0.85, 1.0}) {
+      const double target = lo + frac * (hi - lo);
+      const BruteForce bf = brute_force(t, target);
+      const SearchResult r = search_minmax(t, target);
+      EXPECT_DOUBLE_EQ(r.threshold, bf.min_max) << "seed " << seed << " target " << target;
+      EXPECT_DOUBLE_EQ(r.max_eps, r.threshold);
+      EXPECT_LE(r.achieved_bpw, target + kBudgetToleranceBpw);
+      // Each layer's pick is its cheapest candidate under the threshold.
+      for (size_t l = 0; l < t.size(); ++l)
+        for (const auto& c : t[l].candidates) {
+          if (c.eps <= r.threshold) {
+            EXPECT_GE(c.bpw, t[l].candidates[r.choice[l]].bpw);
+          }
+        }
+    }
+  }
+}
+
+TEST(Search, InfeasibleBudgetIsAUsageErrorNamingTheMinimum) {
+  MeasurementTable t = {layer("a", 4, 16, {cand(2.5, 0.5), cand(4, 0.1)}),
+                        layer("b", 4, 16, {cand(3.5, 0.3), cand(8, 0.0)})};
+  for (const std::string method : {"minmax", "minsum", "minsum-lagrange"}) {
+    std::string msg;
+    EXPECT_EQ(kind_of([&] { run_search(t, method, 2.9); }, &msg), ErrorKind::Usage) << method;
+    EXPECT_NE(msg.find("3.000000"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("minimum"), std::string::npos) << msg;
+    // The minimum itself is achievable.
+    EXPECT_DOUBLE_EQ(run_search(t, method, 3.0).achieved_bpw, 3.0);
+  }
+  EXPECT_EQ(kind_of([&] { run_search(t, "minsum", -1); }), ErrorKind::Usage);
+  EXPECT_EQ(kind_of([&] { run_search(t, "minsum", std::nan("")); }), ErrorKind::Usage);
+}
+
+TEST(Search, UniformPicksTheNamedConfiguration) {
+  auto three = [](const char* name) {
+    return layer(name, 8, 128,
+                 {cand(4.15625, 0.01, 0, "4b-g128"), cand(4.15625 + 0.5, 0.005, 8, "4b-g128"),
+                  cand(3.15625, 0.05, 0, "3b-g128"), cand(4.3125, 0.008, 0, "4b-g64")});
+  };
+  MeasurementTable t = {three("a"), three("b")};
+  SearchResult r = run_search(t, "uniform:4b-g128", 0);
+  EXPECT_EQ(r.choice, (std::vector<int>{0, 0}));
+  EXPECT_EQ(r.method, "uniform:4b-g128");
+  r = run_search(t, "uniform:4b-g128-r8", 3.0);  // over the target: a warning, not an error
+  EXPECT_EQ(r.choice, (std::vector<int>{1, 1}));
+  EXPECT_EQ(r.method, "uniform:4b-g128-r8");
+  r = search_uniform(t, QuantSpec::parse("4b-g64"), 0);
+  EXPECT_EQ(r.choice, (std::vector<int>{3, 3}));
+
+  t[1].candidates.pop_back();  // layer b lacks 4b-g64
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { run_search(t, "uniform:4b-g64", 0); }, &msg), ErrorKind::Usage);
+  EXPECT_NE(msg.find("'b'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("measured: 4b-g128, 4b-g128-r8, 3b-g128"), std::string::npos) << msg;
+  EXPECT_EQ(kind_of([&] { run_search(t, "uniform:4b-g128-r16", 0); }), ErrorKind::Usage);
+  EXPECT_EQ(kind_of([&] { run_search(t, "uniform:banana", 0); }), ErrorKind::Usage);
+  EXPECT_EQ(kind_of([&] { run_search(t, "maxmin", 3.0); }, &msg), ErrorKind::Usage);
+  EXPECT_NE(msg.find("maxmin"), std::string::npos);
+}
+
+TEST(Search, RejectsMalformedTables) {
+  EXPECT_EQ(kind_of([] { search_minsum({}, 3.0); }), ErrorKind::Input);
+  MeasurementTable t = {layer("a", 4, 16, {})};
+  EXPECT_EQ(kind_of([&] { search_minmax(t, 3.0); }), ErrorKind::Input);
+  t = {layer("a", 4, 16, {cand(3, std::nan(""))})};
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { search_minsum(t, 3.0); }, &msg), ErrorKind::Input);
+  EXPECT_NE(msg.find("'a'"), std::string::npos);
+  t = {layer("a", 0, 16, {cand(3, 0.1)})};
+  EXPECT_EQ(kind_of([&] { search_minsum(t, 3.0); }), ErrorKind::Input);
+}
+
+TEST(Search, ResultsAreDeterministicWithTies) {
+  // All-equal candidates: every method must give the same, lowest-index answer each time.
+  MeasurementTable t;
+  for (int l = 0; l < 6; ++l) t.push_back(layer(fmt::format("l{}", l), 8, 8, {cand(3, 0.1), cand(3, 0.1), cand(3, 0.1)}));
+  for (const std::string method : {"minmax", "minsum", "minsum-lagrange"}) {
+    const SearchResult a = run_search(t, method, 3.0);
+    const SearchResult b = run_search(t, method, 3.0);
+    EXPECT_EQ(a.choice, b.choice);
+    EXPECT_EQ(a.choice, std::vector<int>(6, 0)) << method;
+  }
+}
+
+// Realistic scale: 80 decoder blocks x 7 linears, 60 candidates each.
+TEST(Search, ModelScaleIsFastAndOrdered) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> jitter(0.5, 2.0);
+  const int shapes[7][2] = {{8192, 8192}, {1024, 8192}, {1024, 8192}, {8192, 8192},
+                            {28672, 8192}, {28672, 8192}, {8192, 28672}};
+  MeasurementTable t;
+  for (int block = 0; block < 80; ++block) {
+    for (int j = 0; j < 7; ++j) {
+      const int m = shapes[j][0], n = shapes[j][1];
+      const double sensitivity = jitter(rng);
+      std::vector<Candidate> cs;
+      for (int bits : {2, 3, 4, 8})
+        for (int g : {32, 64, 128})
+          for (int rank : {0, 8, 32, 64, 128}) {
+            const double bpw = bits + (16.0 + bits) / g + rank * (m + n) * 16.0 / (double(m) * n);
+            const double eps = sensitivity * std::pow(4.0, -bits) * (1 + 32.0 / (256 - g)) / (1 + rank / 64.0);
+            cs.push_back(cand(bpw, eps, rank));
+          }
+      t.push_back(layer(fmt::format("model.layers.{}.{}", block, j), m, n, std::move(cs)));
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  const SearchResult raw = search_minsum(t, 3.0, MinSumOptions{.compare_lagrange = false});
+  const auto t1 = std::chrono::steady_clock::now();
+  const SearchResult dp = search_minsum(t, 3.0);
+  const SearchResult lag = search_minsum_lagrange(t, 3.0);
+  const SearchResult mm = search_minmax(t, 3.0);
+  const auto t2 = std::chrono::steady_clock::now();
+  for (const auto* r : {&raw, &dp, &lag, &mm}) EXPECT_LE(r->achieved_bpw, 3.0 + kBudgetToleranceBpw);
+  EXPECT_GT(dp.achieved_bpw, 2.99);  // the budget is used
+  EXPECT_LE(dp.sum_eps, lag.sum_eps * (1 + 1e-9));
+  EXPECT_LE(raw.sum_eps, lag.sum_eps * 1.001);  // DP + greedy alone is within 0.1% of the Lagrangian
+  EXPECT_LE(dp.sum_eps, mm.sum_eps * (1 + 1e-9));
+  EXPECT_LE(mm.max_eps, dp.max_eps * (1 + 1e-12));
+  const double dp_s = std::chrono::duration<double>(t1 - t0).count();
+  const double rest_s = std::chrono::duration<double>(t2 - t1).count();
+  std::printf("560 layers x 60 candidates @3.0 bpw: DP+greedy %.3fs sum_eps %.6e (%.6f bpw) | minsum %.6e | "
+              "lagrange %.6e | minmax sum %.6e max %.3e (other searches %.3fs)\n",
+              dp_s, raw.sum_eps, raw.achieved_bpw, dp.sum_eps, lag.sum_eps, mm.sum_eps, mm.max_eps, rest_s);
+  EXPECT_LT(dp_s, 20.0);
+}
+
+TEST(Search, FormatAllocationListsLayersAndTotals) {
+  MeasurementTable t = {layer("model.layers.0.self_attn.q_proj", 4, 128, {cand(4.15625, 0.01, 8)}),
+                        layer("model.layers.0.mlp.down_proj", 4, 128, {cand(3.15625, 0.03, 0, "3b-g128")})};
+  const SearchResult r = search_minmax(t, 4.0);
+  const std::string s = format_allocation(t, r);
+  EXPECT_NE(s.find("model.layers.0.self_attn.q_proj  4b-g128"), std::string::npos) << s;
+  EXPECT_NE(s.find("3b-g128"), std::string::npos);
+  EXPECT_NE(s.find("average 3.656"), std::string::npos) << s;
+  EXPECT_NE(s.find("threshold 3.0000e-02"), std::string::npos) << s;
+  EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 4);
+}
+
+}  // namespace
+}  // namespace amlq
