@@ -45,6 +45,8 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_option("--sequential-spec", j.sequential_spec, "Spec layers are quantized with for --sequential")
       ->capture_default_str();
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
+  cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (0: all cores)")
+      ->capture_default_str();
   cmd->add_option("--samples-per-block", j.samples_per_block,
                   "Samples per Hessian accumulation block (keep fixed for reproducible results)")
       ->capture_default_str();

@@ -22,6 +22,14 @@ constexpr int kBos = 1;
 constexpr int kEos = 2;
 constexpr int kFirstByteToken = 3;
 
+// "<0x41>" -> 0x41, else -1.
+int byte_piece_value(std::string_view p) {
+  if (p.size() != 6 || !p.starts_with("<0x") || p[5] != '>') return -1;
+  auto hex = [](char c) { return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1; };
+  const int hi = hex(p[3]), lo = hex(p[4]);
+  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+}
+
 class Llama2cTokenizer final : public Tokenizer {
  public:
   explicit Llama2cTokenizer(const std::string& path) : path_(path) { load(); }
@@ -62,8 +70,7 @@ class Llama2cTokenizer final : public Tokenizer {
       // The dummy prefix added by encode (SentencePiece strips it at the start).
       if (first && !piece.empty() && piece[0] == ' ') piece.remove_prefix(1);
       first = false;
-      unsigned byte = 0;
-      if (piece.size() == 6 && std::sscanf(std::string(piece).c_str(), "<0x%02X>", &byte) == 1)
+      if (const int byte = byte_piece_value(piece); byte >= 0)
         out += static_cast<char>(byte);
       else
         out += piece;

@@ -18,6 +18,7 @@ std::string layer_group_name(int layer) { return "layer_" + std::to_string(layer
 }  // namespace
 
 void write_calibration_stats(const std::string& path, const CalibrationStats& stats) {
+  h5::quiet_hdf5_errors();
   AtomicOutput out(path);
   {
     h5::File file = h5::create_model_file(out.temp_path());
@@ -46,6 +47,7 @@ void write_calibration_stats(const std::string& path, const CalibrationStats& st
 }
 
 CalibrationStats read_calibration_stats(const std::string& path) {
+  h5::quiet_hdf5_errors();
   if (!std::filesystem::exists(path)) AMLQ_FAIL(Input, "{}: calibration checkpoint does not exist", path);
   h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
   if (!h5::has_attribute(file.get(), "format") || h5::read_string_attribute(file.get(), "format") != kKind)
@@ -53,8 +55,9 @@ CalibrationStats read_calibration_stats(const std::string& path) {
   CalibrationStats stats;
   stats.input_hash = h5::read_string_attribute(file.get(), "input_hash");
   stats.description = h5::read_string_attribute(file.get(), "description");
-  for (const auto& name : h5::link_names(file.get())) {
-    h5::Group group = h5::open_group(file.get(), name);
+  h5::Group root = h5::open_group(file.get(), "/");
+  for (const auto& name : h5::link_names(root.get())) {
+    h5::Group group = h5::open_group(root.get(), name);
     LayerCalibration layer;
     layer.layer = h5::read_attribute<int32_t>(group.get(), "layer");
     for (int s = 0; s < 4; ++s) {
@@ -85,6 +88,7 @@ CalibrationStats read_calibration_stats(const std::string& path) {
 
 std::string read_checkpoint_hash(const std::string& path) {
   if (!std::filesystem::exists(path)) return "";
+  h5::quiet_hdf5_errors();
   try {
     h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
     if (!h5::has_attribute(file.get(), "input_hash")) return "";

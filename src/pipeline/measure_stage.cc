@@ -1,9 +1,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "core/timer.h"
 #include "lowrank/decompose.h"
 #include "model/model_weights.h"
@@ -33,9 +36,11 @@ void measure_linear(Backend& backend, const QuantizeOptions& options, const std:
     if (r <= std::min(rows, cols)) max_rank = std::max(max_rank, r);
   const bool lowrank = options.lowrank != LowRankMethod::None && max_rank > 0;
   std::optional<LowRankDecomposition> decomposition;
+  LowRankOptions lowrank_options;
+  lowrank_options.damp = options.gptq.damp;
   if (lowrank)
-    decomposition.emplace(
-        decompose_error(backend, w, w_hat, stats.hessian, stats.act_scale, options.lowrank, max_rank));
+    decomposition.emplace(decompose_error(backend, w, w_hat, stats.hessian, stats.act_scale, options.lowrank,
+                                          max_rank, lowrank_options));
   const double eps0 = normalized_error(w, w_hat, stats.hessian);
   for (int r : ranks) {
     if (r > std::min(rows, cols)) continue;
@@ -49,37 +54,54 @@ void measure_linear(Backend& backend, const QuantizeOptions& options, const std:
   }
 }
 
-MeasurementTable measure_layers(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
-                                const Checkpoint& checkpoint, const CalibrationStats& stats, const RecipeSpace& space,
-                                LayerRange layers) {
+std::vector<LinearTask> linear_tasks(const ModelConfig& config, LayerBlock layers) {
+  std::vector<LinearTask> tasks;
   const auto linears = decoder_linears(config);
-  MeasurementTable table;
-  const int total = layers.size() * static_cast<int>(linears.size());
-  int done = 0;
-  for (int layer = layers.first; layer < layers.end; ++layer) {
-    const auto it = std::find_if(stats.layers.begin(), stats.layers.end(),
-                                 [&](const LayerCalibration& l) { return l.layer == layer; });
-    AMLQ_REQUIRE(it != stats.layers.end(), "calibration statistics have no layer {}", layer);
-    const DecoderLayerWeights weights = load_decoder_layer(checkpoint, config, layer);
-    for (size_t j = 0; j < linears.size(); ++j) {
-      const auto& spec = linears[j];
-      LayerMeasurement row;
-      row.name = linear_name(layer, spec.name);
-      row.rows = spec.rows;
-      row.cols = spec.cols;
-      Timer timer;
-      const auto specs = space.applicable_specs(spec.rows, spec.cols, row.name);
-      for (const auto& s : specs)
-        measure_linear(backend, options, row.name, weights.linears[j].dense, it->site(spec.input), s, space.ranks,
-                       row.candidates);
-      ++done;
-      const auto best = std::min_element(row.candidates.begin(), row.candidates.end(),
-                                         [](const Candidate& a, const Candidate& b) { return a.eps < b.eps; });
-      AMLQ_LOG_INFO("[{}/{}] {} {} specs x {} ranks -> {} candidates, best eps={:.2e} {:.2f}s", done, total, row.name,
-                    specs.size(), space.ranks.size(), row.candidates.size(), best->eps, timer.seconds());
-      table.push_back(std::move(row));
-    }
-  }
+  for (int layer = layers.first; layer < layers.end; ++layer)
+    for (size_t j = 0; j < linears.size(); ++j)
+      tasks.push_back({layer, static_cast<int>(j), linear_name(layer, linears[j].name)});
+  return tasks;
+}
+
+const LayerCalibration& layer_statistics(const CalibrationStats& stats, int layer) {
+  const auto it = std::find_if(stats.layers.begin(), stats.layers.end(),
+                               [&](const LayerCalibration& l) { return l.layer == layer; });
+  AMLQ_REQUIRE(it != stats.layers.end(), "calibration statistics have no layer {}", layer);
+  return *it;
+}
+
+MatrixF read_linear_weight(const Checkpoint& checkpoint, const LinearSpec& spec, int layer) {
+  const std::string name = linear_weight_name(layer, spec.name);
+  const TensorF32 t = checkpoint.read_f32(name);
+  if (t.shape != std::vector<int64_t>{spec.rows, spec.cols})
+    AMLQ_FAIL(Input, "{}: tensor '{}' has shape [{}], config.json implies [{}, {}]", checkpoint.file_of(name), name,
+              fmt::join(t.shape, ", "), spec.rows, spec.cols);
+  return Eigen::Map<const MatrixF>(t.data.data(), spec.rows, spec.cols);
+}
+
+MeasurementTable measure_linears(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
+                                 const Checkpoint& checkpoint, const CalibrationStats& stats,
+                                 const RecipeSpace& space, const std::vector<LinearTask>& tasks) {
+  const auto linears = decoder_linears(config);
+  MeasurementTable table(tasks.size());
+  std::atomic<int> done{0};
+  parallel_for(static_cast<int>(tasks.size()), options.threads, [&](int i) {
+    const LinearTask& task = tasks[static_cast<size_t>(i)];
+    const LinearSpec& spec = linears[static_cast<size_t>(task.index)];
+    const SiteStatistics& site = layer_statistics(stats, task.layer).site(spec.input);
+    const MatrixF w = read_linear_weight(checkpoint, spec, task.layer);
+    LayerMeasurement& row = table[static_cast<size_t>(i)];
+    row.name = task.name;
+    row.rows = spec.rows;
+    row.cols = spec.cols;
+    Timer timer;
+    const auto specs = space.applicable_specs(spec.rows, spec.cols, row.name);
+    for (const auto& s : specs) measure_linear(backend, options, row.name, w, site, s, space.ranks, row.candidates);
+    const auto best = std::min_element(row.candidates.begin(), row.candidates.end(),
+                                       [](const Candidate& a, const Candidate& b) { return a.eps < b.eps; });
+    AMLQ_LOG_INFO("[{}/{}] {} {} specs x {} ranks -> {} candidates, best eps={:.2e} {:.2f}s", ++done, tasks.size(),
+                  row.name, specs.size(), space.ranks.size(), row.candidates.size(), best->eps, timer.seconds());
+  });
   return table;
 }
 

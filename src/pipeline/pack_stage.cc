@@ -1,10 +1,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/parallel.h"
 #include "core/timer.h"
 #include "lowrank/decompose.h"
 #include "model/model_weights.h"
@@ -24,8 +26,10 @@ PackedLinear pack_linear_choice(Backend& backend, const QuantizeOptions& options
   PackedLinear packed;
   if (choice.rank > 0) {
     const MatrixF w_hat = dequantize(q);
-    const LowRankDecomposition decomposition =
-        decompose_error(backend, w, w_hat, stats.hessian, stats.act_scale, options.lowrank, choice.rank);
+    LowRankOptions lowrank_options;
+    lowrank_options.damp = options.gptq.damp;
+    const LowRankDecomposition decomposition = decompose_error(backend, w, w_hat, stats.hessian, stats.act_scale,
+                                                               options.lowrank, choice.rank, lowrank_options);
     const LowRankFactors factors = decomposition.factors(choice.rank, options.factor_format);
     packed = pack_linear(name, q, &factors, options.lowrank);
   } else {
@@ -37,30 +41,30 @@ PackedLinear pack_linear_choice(Backend& backend, const QuantizeOptions& options
   return packed;
 }
 
-std::vector<PackedLinear> pack_layers(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
-                                      const Checkpoint& checkpoint, const CalibrationStats& stats,
-                                      const MeasurementTable& table, const SearchResult& plan, LayerRange layers) {
+std::vector<PackedLinear> pack_linears(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
+                                       const Checkpoint& checkpoint, const CalibrationStats& stats,
+                                       const std::vector<LinearTask>& tasks, const std::vector<Candidate>& choices) {
+  AMLQ_ASSERT(tasks.size() == choices.size(), "{} tasks, {} choices", tasks.size(), choices.size());
   const auto linears = decoder_linears(config);
-  std::vector<PackedLinear> out;
-  const int total = layers.size() * static_cast<int>(linears.size());
-  for (int layer = layers.first; layer < layers.end; ++layer) {
-    const auto it = std::find_if(stats.layers.begin(), stats.layers.end(),
-                                 [&](const LayerCalibration& l) { return l.layer == layer; });
-    AMLQ_REQUIRE(it != stats.layers.end(), "calibration statistics have no layer {}", layer);
-    const DecoderLayerWeights weights = load_decoder_layer(checkpoint, config, layer);
-    for (size_t j = 0; j < linears.size(); ++j) {
-      const std::string name = linear_name(layer, linears[j].name);
-      const auto row = std::find_if(table.begin(), table.end(), [&](const LayerMeasurement& m) { return m.name == name; });
-      AMLQ_REQUIRE(row != table.end(), "measurement table has no row for {}", name);
-      const size_t index = static_cast<size_t>(row - table.begin());
-      const Candidate& choice = row->candidates.at(static_cast<size_t>(plan.choice.at(index)));
-      Timer timer;
-      out.push_back(pack_linear_choice(backend, options, name, weights.linears[j].dense, weights.linears[j].bias,
-                                       it->site(linears[j].input), choice));
-      AMLQ_LOG_INFO("[{}/{}] {} {} r{} bpw={:.3f} eps={:.2e} {:.2f}s", out.size(), total, name, choice.spec.label(),
-                    choice.rank, out.back().bpw, out.back().eps, timer.seconds());
+  std::vector<PackedLinear> out(tasks.size());
+  std::atomic<int> done{0};
+  parallel_for(static_cast<int>(tasks.size()), options.threads, [&](int i) {
+    const LinearTask& task = tasks[static_cast<size_t>(i)];
+    const LinearSpec& spec = linears[static_cast<size_t>(task.index)];
+    const Candidate& choice = choices[static_cast<size_t>(i)];
+    const MatrixF w = read_linear_weight(checkpoint, spec, task.layer);
+    VectorF bias;
+    if (spec.has_bias) {
+      const TensorF32 b = checkpoint.read_f32(linear_bias_name(task.layer, spec.name));
+      bias = Eigen::Map<const VectorF>(b.data.data(), static_cast<Eigen::Index>(b.data.size()));
     }
-  }
+    Timer timer;
+    PackedLinear& packed = out[static_cast<size_t>(i)];
+    packed = pack_linear_choice(backend, options, task.name, w, bias,
+                                layer_statistics(stats, task.layer).site(spec.input), choice);
+    AMLQ_LOG_INFO("[{}/{}] {} {} r{} bpw={:.3f} eps={:.2e} {:.2f}s", ++done, tasks.size(), task.name,
+                  choice.spec.label(), choice.rank, packed.bpw, packed.eps, timer.seconds());
+  });
   return out;
 }
 

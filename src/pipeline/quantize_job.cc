@@ -145,7 +145,9 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   if (ec) AMLQ_FAIL(Output, "{}: cannot create the work directory: {}", ctx.work, ec.message());
   QuantizeReport report;
   // A stage subcommand reuses the earlier stages' checkpoints when they match.
-  auto reuse = [&](StageLimit stage) { return options.resume || static_cast<int>(stage) < static_cast<int>(limit); };
+  auto reuse = [&](StageLimit stage) {
+    return options.resume || (limit != StageLimit::All && static_cast<int>(stage) < static_cast<int>(limit));
+  };
 
   // 1. calibrate
   const auto& cs = options.calib_spec;
@@ -187,7 +189,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     AMLQ_LOG_INFO("measure: reusing {}", measure_path);
   } else {
     AMLQ_LOG_INFO("measure: recipe space '{}' ({} specs x {} ranks)", space.name, space.specs.size(), space.ranks.size());
-    table = measure_layers(backend, options, ctx.config, ctx.checkpoint, stats, space, {0, ctx.config.num_layers});
+    table = measure_linears(backend, options, ctx.config, ctx.checkpoint, stats, space,
+                            linear_tasks(ctx.config, {0, ctx.config.num_layers}));
     write_json_file(measure_path, {{"input_hash", measure_hash}, {"table", table_to_json(table)}});
   }
   report.seconds.measure = stage.seconds();
@@ -235,8 +238,11 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     model.header.target_bpw = options.target_bpw;
     model.header.achieved_bpw = plan.achieved_bpw;
     model.header.extra_json = nlohmann::json{{"input_hash", plan_hash}, {"recipes", space.name}}.dump();
-    model.linears = pack_layers(backend, options, ctx.config, ctx.checkpoint, stats, table, plan,
-                                {0, ctx.config.num_layers});
+    std::vector<Candidate> choices;
+    for (size_t i = 0; i < table.size(); ++i)
+      choices.push_back(table[i].candidates[static_cast<size_t>(plan.choice[i])]);
+    model.linears = pack_linears(backend, options, ctx.config, ctx.checkpoint, stats,
+                                 linear_tasks(ctx.config, {0, ctx.config.num_layers}), choices);
     model.passthrough = passthrough_tensors(ctx.checkpoint, ctx.config);
     model.measurements = table;
     write_quantized_model(options.out, model);

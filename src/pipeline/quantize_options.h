@@ -24,6 +24,7 @@ struct QuantizeOptions {
   bool sequential = false;           // feed quantized outputs to the next layer during calibration
   std::string sequential_spec = "4b-g64";  // the configuration layers are quantized with for that
   int batch = 8;                     // sequences per forward batch
+  int threads = 0;                   // measure/pack worker threads per rank (0: all cores)
   int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)
 
   std::string out;                   // the HDF5 model

@@ -14,6 +14,7 @@
 #include "io/safetensors.h"
 #include "pipeline/calibration_stats.h"
 #include "pipeline/quantize_options.h"
+#include "pipeline/topology.h"
 #include "search/measurement.h"
 #include "search/recipe_space.h"
 #include "search/search.h"
@@ -22,12 +23,13 @@ namespace amlq {
 
 struct ModelWeights;
 
-// A contiguous block of decoder layers [first, end).
-struct LayerRange {
-  int first = 0;
-  int end = 0;
-  int size() const { return end - first; }
+// One quantized linear: the unit of measure and pack work.
+struct LinearTask {
+  int layer = 0;
+  int index = 0;     // in decoder_linears(config)
+  std::string name;  // "model.layers.3.mlp.down_proj"
 };
+std::vector<LinearTask> linear_tasks(const ModelConfig& config, LayerBlock layers);
 
 // Runs the samples through the layers `weights` holds (its embedding must be
 // present when weights.first_layer == 0), one layer at a time, collecting the
@@ -46,11 +48,11 @@ void measure_linear(Backend& backend, const QuantizeOptions& options, const std:
                     const SiteStatistics& stats, const QuantSpec& spec, const std::vector<int>& ranks,
                     std::vector<Candidate>& out);
 
-// The measurement table rows of the linears in `layers` (table order: layer,
-// then decoder_linears order). Logs one progress line per (linear, spec).
-MeasurementTable measure_layers(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
-                                const Checkpoint& checkpoint, const CalibrationStats& stats, const RecipeSpace& space,
-                                LayerRange layers);
+// Measurement rows for `tasks`, in task order, computed on options.threads
+// threads. Logs one progress line per linear.
+MeasurementTable measure_linears(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
+                                 const Checkpoint& checkpoint, const CalibrationStats& stats,
+                                 const RecipeSpace& space, const std::vector<LinearTask>& tasks);
 
 // Quantizes one linear with its chosen candidate and packs it, factors included;
 // eps is recomputed on the stored (rounded) result.
@@ -58,10 +60,10 @@ PackedLinear pack_linear_choice(Backend& backend, const QuantizeOptions& options
                                 const MatrixF& w, const VectorF& bias, const SiteStatistics& stats,
                                 const Candidate& choice);
 
-// Packed linears for `layers`, given the table (all layers) and the search result.
-std::vector<PackedLinear> pack_layers(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
-                                      const Checkpoint& checkpoint, const CalibrationStats& stats,
-                                      const MeasurementTable& table, const SearchResult& plan, LayerRange layers);
+// Packed linears for `tasks` with their chosen candidates (same order).
+std::vector<PackedLinear> pack_linears(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
+                                       const Checkpoint& checkpoint, const CalibrationStats& stats,
+                                       const std::vector<LinearTask>& tasks, const std::vector<Candidate>& choices);
 
 // Every checkpoint tensor that is not a quantized linear's weight or bias
 // (embedding, norms, lm_head), in its source dtype.
@@ -69,5 +71,7 @@ std::vector<PassthroughTensor> passthrough_tensors(const Checkpoint& checkpoint,
 
 // "model.layers.3.mlp.down_proj"
 std::string linear_name(int layer, const std::string& linear);
+const LayerCalibration& layer_statistics(const CalibrationStats& stats, int layer);
+MatrixF read_linear_weight(const Checkpoint& checkpoint, const LinearSpec& spec, int layer);
 
 }  // namespace amlq

@@ -35,8 +35,8 @@ inline MatrixD random_hessian(int cols, int tokens, uint32_t seed) {
 // max |a - b| / max(max |b|, tiny): a scale-aware relative error.
 template <typename A, typename B>
 double relative_max_error(const A& a, const B& b) {
-  const double scale = std::max(b.cwiseAbs().maxCoeff(), 1e-30);
-  return (a - b).cwiseAbs().maxCoeff() / scale;
+  const double scale = std::max(static_cast<double>(b.cwiseAbs().maxCoeff()), 1e-30);
+  return static_cast<double>((a - b).cwiseAbs().maxCoeff()) / scale;
 }
 
 }  // namespace amlq::test
