@@ -6,6 +6,7 @@
 #include "backend/backend.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/mpi_comm.h"
 #include "launch/commands.h"
 #include "pipeline/quantize_job.h"
 
@@ -60,6 +61,13 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_option("--eval-max-windows", j.eval_max_windows, "Evaluate at most this many windows (0: all)")
       ->capture_default_str();
   cmd->add_flag("--resume", j.resume, "Skip stages whose checkpoint exists and matches the inputs");
+  cmd->add_option("--replicas", j.replicas, "Data-parallel replicas (ranks = replicas x pipeline stages)")
+      ->capture_default_str();
+  cmd->add_option("--layers-per-rank", j.layers_per_rank, "Decoder layers per pipeline stage (0: balance by parameters)")
+      ->capture_default_str();
+  cmd->add_option("--debug-fail-rank", j.debug_fail_rank, "Testing: this rank fails on entering --debug-fail-stage")
+      ->group("");
+  cmd->add_option("--debug-fail-stage", j.debug_fail_stage, "Testing: calibrate, measure, search or pack")->group("");
   cmd->add_flag("--json", o.json, "Print the JSON report on stdout instead of the table");
 }
 
@@ -87,8 +95,9 @@ void add_stage(CLI::App& app, const GlobalOptions& global, Runner& run, const ch
     run = [&global, opts, limit] {
       const QuantizeOptions job = resolve(*opts);
       auto backend = make_backend(global.backend);
-      const QuantizeReport report = run_quantize(*backend, job, limit);
-      if (limit != StageLimit::All) return;
+      const Communicator world = Communicator::world();
+      const QuantizeReport report = run_quantize(*backend, job, limit, world);
+      if (limit != StageLimit::All || world.rank() != 0) return;
       write_report_files(job, report);
       if (opts->json)
         fmt::print("{}\n", report_json(report).dump(2));

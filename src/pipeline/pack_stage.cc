@@ -68,16 +68,24 @@ std::vector<PackedLinear> pack_linears(Backend& backend, const QuantizeOptions& 
   return out;
 }
 
-std::vector<PassthroughTensor> passthrough_tensors(const Checkpoint& checkpoint, const ModelConfig& config) {
+std::vector<std::string> passthrough_names(const Checkpoint& checkpoint, const ModelConfig& config) {
   std::set<std::string> quantized;
   for (int layer = 0; layer < config.num_layers; ++layer)
     for (const auto& l : decoder_linears(config)) {
       quantized.insert(linear_weight_name(layer, l.name));
       quantized.insert(linear_bias_name(layer, l.name));
     }
+  std::vector<std::string> out;
+  for (const auto& name : checkpoint.names())
+    if (!quantized.count(name)) out.push_back(name);
+  return out;
+}
+
+std::vector<PassthroughTensor> passthrough_tensors(const Checkpoint& checkpoint, const ModelConfig& config,
+                                                   const std::function<bool(const std::string&)>& wanted) {
   std::vector<PassthroughTensor> out;
-  for (const auto& name : checkpoint.names()) {
-    if (quantized.count(name)) continue;
+  for (const auto& name : passthrough_names(checkpoint, config)) {
+    if (!wanted(name)) continue;
     const auto& info = checkpoint.info(name);
     const auto raw = checkpoint.raw(name);
     PassthroughTensor t;

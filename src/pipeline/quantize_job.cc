@@ -18,7 +18,9 @@
 #include "model/sequential.h"
 #include "pipeline/input_hash.h"
 #include "pipeline/json_checkpoint.h"
+#include "pipeline/distributed.h"
 #include "pipeline/stages.h"
+#include "pipeline/topology.h"
 
 namespace amlq {
 
@@ -48,17 +50,65 @@ std::vector<int32_t> load_ids(const std::string& model_dir, const std::string& d
   return load_token_ids(data, tokenizer.get(), vocab_size);
 }
 
-CalibrationStats calibrate(Backend& backend, RunContext& ctx, const std::string& input_hash) {
+std::string calib_layer_path(const std::string& work, int layer) {
+  return fmt::format("{}/calib/layer_{:05d}.h5", work, layer);
+}
+
+// Rank 0 decides, everybody follows: a stage's checkpoint is either reused by
+// all ranks or by none.
+bool agree(const Communicator& world, bool decision_on_rank0) {
+  uint8_t flag = decision_on_rank0 ? 1 : 0;
+  world.broadcast(std::as_writable_bytes(std::span(&flag, 1)), 0);
+  return flag != 0;
+}
+
+void inject_failure(const QuantizeOptions& options, const Communicator& world, const char* stage) {
+  if (options.debug_fail_rank == world.rank() && options.debug_fail_stage == stage)
+    AMLQ_FAIL(Internal, "injected failure on rank {} in stage {} (--debug-fail-rank)", world.rank(), stage);
+}
+
+// This rank's layers' statistics: computed by the pipeline, or read back.
+CalibrationStats calibrate(Backend& backend, RunContext& ctx, const Topology& topo, const Communicator& world,
+                           const std::string& input_hash, bool reuse) {
   const auto& options = ctx.options;
-  const auto ids = load_ids(options.model, options.calib, ctx.config.vocab_size);
-  const auto samples = sample_calibration(ids, options.calib_spec);
-  AMLQ_LOG_INFO("calibration: {} from {} ({} ids)", options.calib_spec.describe(), options.calib, ids.size());
-  ModelWeights weights = load_model_weights(ctx.checkpoint, ctx.config, 0, ctx.config.num_layers, true, false);
-  MatrixF hidden = embed_samples(weights, samples);
+  const LayerBlock mine = topo.my_layers();
   CalibrationStats stats;
   stats.input_hash = input_hash;
   stats.description = fmt::format("{}: {}", fs::path(options.calib).filename().string(), options.calib_spec.describe());
-  stats.layers = calibrate_layers(backend, options, weights, hidden, static_cast<int>(samples.size()), 0);
+  if (reuse) {
+    for (int layer = mine.first; layer < mine.end; ++layer) {
+      auto part = read_calibration_stats(calib_layer_path(ctx.work, layer));
+      stats.layers.push_back(std::move(part.layers.at(0)));
+    }
+    return stats;
+  }
+  const auto share = replica_samples(options.calib_spec.num_samples, topo.replicas, topo.replica, options.batch,
+                                     options.samples_per_block);
+  std::vector<std::vector<int32_t>> samples;
+  if (topo.first_stage()) {
+    const auto ids = load_ids(options.model, options.calib, ctx.config.vocab_size);
+    auto all = sample_calibration(ids, options.calib_spec);
+    samples.assign(all.begin() + share.first, all.begin() + share.end);
+    AMLQ_LOG_INFO("calibration: {} from {} ({} ids){}", options.calib_spec.describe(), options.calib, ids.size(),
+                  topo.replicas > 1 ? fmt::format(", samples [{}, {}) on replica {}", share.first, share.end,
+                                                  topo.replica)
+                                    : "");
+  } else {
+    samples.resize(static_cast<size_t>(share.size()));  // only the count matters downstream
+  }
+  ModelWeights weights =
+      load_model_weights(ctx.checkpoint, ctx.config, mine.first, mine.end, topo.first_stage(), false);
+  const Communicator stage_replicas = world.split(topo.stage, topo.replica);
+  stats.layers = calibrate_stage(backend, options, topo, world, stage_replicas, weights, samples, share.first);
+  if (topo.replica == 0) {
+    for (const auto& layer : stats.layers) {
+      CalibrationStats one;
+      one.input_hash = input_hash;
+      one.description = stats.description;
+      one.layers.push_back(layer);
+      write_calibration_stats(calib_layer_path(ctx.work, layer.layer), one);
+    }
+  }
   return stats;
 }
 
@@ -99,13 +149,13 @@ EvalSummary evaluate(Backend& backend, RunContext& ctx, const std::string& quant
   return summary;
 }
 
-QuantizeReport build_report(const RunContext& ctx, const CalibrationStats& stats, const MeasurementTable& table,
+QuantizeReport build_report(const RunContext& ctx, const std::string& calibration, const MeasurementTable& table,
                             const SearchResult& plan, const QuantizedModel& packed) {
   const auto& options = ctx.options;
   QuantizeReport report;
   report.model = options.model;
   report.out = options.out;
-  report.calibration = stats.description;
+  report.calibration = calibration;
   report.search = options.search;
   report.quantizer = options.quantizer_name();
   report.lowrank = lowrank_method_name(options.lowrank);
@@ -135,44 +185,61 @@ QuantizeReport build_report(const RunContext& ctx, const CalibrationStats& stats
 
 }  // namespace
 
-QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit) {
+QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit,
+                            const Communicator& world) {
   Timer total;
   AMLQ_REQUIRE(!options.out.empty() || limit != StageLimit::All, "--out is required");
   RunContext ctx{options, load_model_config(options.model), Checkpoint::open(options.model), "", options.resolved_work_dir()};
   ctx.model_hash = hash_model(ctx.config, ctx.checkpoint);
-  std::error_code ec;
-  fs::create_directories(ctx.work, ec);
-  if (ec) AMLQ_FAIL(Output, "{}: cannot create the work directory: {}", ctx.work, ec.message());
+  const Topology topo =
+      make_topology(ctx.config, world.rank(), world.size(), options.replicas, options.layers_per_rank);
+  const bool coordinator = world.rank() == 0;
+  if (coordinator) {
+    std::error_code ec;
+    fs::create_directories(ctx.work + "/calib", ec);
+    if (ec) AMLQ_FAIL(Output, "{}: cannot create the work directory: {}", ctx.work, ec.message());
+    if (world.size() > 1) {
+      std::string blocks;
+      for (const auto& b : topo.stage_layers) blocks += fmt::format(" [{}, {})", b.first, b.end);
+      AMLQ_LOG_INFO("{} ranks: {} replica(s) x {} pipeline stage(s), layers per stage:{}", world.size(), topo.replicas,
+                    topo.stages, blocks);
+    }
+  }
+  world.barrier();
   QuantizeReport report;
+  report.ranks = world.size();
   // A stage subcommand reuses the earlier stages' checkpoints when they match.
   auto reuse = [&](StageLimit stage) {
     return options.resume || (limit != StageLimit::All && static_cast<int>(stage) < static_cast<int>(limit));
   };
 
   // 1. calibrate
+  inject_failure(options, world, "calibrate");
   const auto& cs = options.calib_spec;
   const std::string calib_hash = hash_of(
       {ctx.model_hash, hash_data_file(options.calib), std::to_string(cs.num_samples), std::to_string(cs.seqlen),
        std::to_string(cs.seed), std::to_string(cs.random_offsets), std::to_string(options.samples_per_block),
+       std::to_string(options.batch),
        options.sequential ? "sequential:" + options.sequential_spec + options.quantizer_name() +
                                 fmt::format("{}", options.gptq.damp)
                           : "parallel"});
-  const std::string calib_path = ctx.work + "/calib.h5";
-  CalibrationStats stats;
   Timer stage;
-  if (reuse(StageLimit::Calibrate) && read_checkpoint_hash(calib_path) == calib_hash) {
-    stats = read_calibration_stats(calib_path);
-    report.resumed.push_back("calibrate");
-    AMLQ_LOG_INFO("calibrate: reusing {}", calib_path);
-  } else {
-    stats = calibrate(backend, ctx, calib_hash);
-    write_calibration_stats(calib_path, stats);
-    AMLQ_LOG_INFO("calibrate: wrote {} ({:.1f}s)", calib_path, stage.seconds());
+  bool calib_reused = false;
+  if (coordinator && reuse(StageLimit::Calibrate)) {
+    calib_reused = true;
+    for (int layer = 0; layer < ctx.config.num_layers && calib_reused; ++layer)
+      calib_reused = read_checkpoint_hash(calib_layer_path(ctx.work, layer)) == calib_hash;
   }
+  calib_reused = agree(world, calib_reused);
+  const CalibrationStats stats = calibrate(backend, ctx, topo, world, calib_hash, calib_reused);
+  world.barrier();
+  if (calib_reused) report.resumed.push_back("calibrate");
+  AMLQ_LOG_INFO("calibrate: {} {}/calib ({:.1f}s)", calib_reused ? "reused" : "wrote", ctx.work, stage.seconds());
   report.seconds.calibrate = stage.seconds();
   if (limit == StageLimit::Calibrate) return report;
 
-  // 2. measure
+  // 2. measure: this rank's share of its stage's linears; rows gathered on rank 0.
+  inject_failure(options, world, "measure");
   stage.reset();
   const RecipeSpace space = load_recipe_space(options.recipes);
   std::string space_text;
@@ -182,78 +249,159 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
       hash_of({calib_hash, space_text, options.quantizer_name(), lowrank_method_name(options.lowrank),
                factor_format_name(options.factor_format), fmt::format("{} {}", options.gptq.damp, options.gptq.block_size)});
   const std::string measure_path = ctx.work + "/measure.json";
+  const auto all_tasks = linear_tasks(ctx.config, {0, ctx.config.num_layers});
+  // My tasks: my stage's linears dealt round-robin over the replicas; global index kept.
+  std::vector<LinearTask> my_tasks;
+  std::vector<int> my_indices;
+  {
+    const LayerBlock mine = topo.my_layers();
+    int in_stage = 0;
+    for (size_t g = 0; g < all_tasks.size(); ++g) {
+      if (all_tasks[g].layer < mine.first || all_tasks[g].layer >= mine.end) continue;
+      if (owner_replica(in_stage++, topo.replicas) == topo.replica) {
+        my_tasks.push_back(all_tasks[g]);
+        my_indices.push_back(static_cast<int>(g));
+      }
+    }
+  }
   MeasurementTable table;
-  if (reuse(StageLimit::Measure) && read_json_hash(measure_path) == measure_hash) {
-    table = table_from_json(read_json_file(measure_path).at("table"), measure_path);
+  const bool measure_reused = agree(world, coordinator && reuse(StageLimit::Measure) &&
+                                               read_json_hash(measure_path) == measure_hash);
+  if (measure_reused) {
+    if (coordinator) table = table_from_json(read_json_file(measure_path).at("table"), measure_path);
     report.resumed.push_back("measure");
     AMLQ_LOG_INFO("measure: reusing {}", measure_path);
   } else {
     AMLQ_LOG_INFO("measure: recipe space '{}' ({} specs x {} ranks)", space.name, space.specs.size(), space.ranks.size());
-    table = measure_linears(backend, options, ctx.config, ctx.checkpoint, stats, space,
-                            linear_tasks(ctx.config, {0, ctx.config.num_layers}));
-    write_json_file(measure_path, {{"input_hash", measure_hash}, {"table", table_to_json(table)}});
+    const MeasurementTable mine =
+        measure_linears(backend, options, ctx.config, ctx.checkpoint, stats, space, my_tasks);
+    const std::string blob = nlohmann::json{{"index", my_indices}, {"rows", table_to_json(mine)}}.dump();
+    const auto blobs = world.gather_bytes(std::as_bytes(std::span(blob.data(), blob.size())), 0);
+    if (coordinator) {
+      table.resize(all_tasks.size());
+      for (const auto& b : blobs) {
+        const auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
+        const auto indices = j.at("index").get<std::vector<int>>();
+        const auto rows = table_from_json(j.at("rows"), "measurement message");
+        for (size_t i = 0; i < indices.size(); ++i) table[static_cast<size_t>(indices[i])] = rows[i];
+      }
+      write_json_file(measure_path, {{"input_hash", measure_hash}, {"table", table_to_json(table)}});
+      AMLQ_LOG_INFO("measure: {} linears from {} rank(s) -> {} ({:.1f}s)", table.size(), world.size(), measure_path,
+                    stage.seconds());
+    }
   }
   report.seconds.measure = stage.seconds();
   if (limit == StageLimit::Measure) return report;
 
-  // 3. search
+  // 3. search on the coordinator; the plan (and the table it refers to) goes to everybody.
+  inject_failure(options, world, "search");
   stage.reset();
-  const SearchResult plan = run_search(table, options.search, options.target_bpw);
-  const std::string plan_hash = hash_of({measure_hash, plan_to_json(plan).dump()});
-  write_json_file(ctx.work + "/plan.json", {{"input_hash", plan_hash}, {"plan", plan_to_json(plan)}});
+  SearchResult plan;
+  std::string plan_hash;
+  {
+    std::string message;
+    if (coordinator) {
+      plan = run_search(table, options.search, options.target_bpw);
+      plan_hash = hash_of({measure_hash, plan_to_json(plan).dump()});
+      write_json_file(ctx.work + "/plan.json", {{"input_hash", plan_hash}, {"plan", plan_to_json(plan)}});
+      AMLQ_LOG_INFO("search: {} -> {:.4f} bpw (target {:.4f}), max eps {:.3e}", plan.method, plan.achieved_bpw,
+                    options.target_bpw, plan.max_eps);
+      message = nlohmann::json{{"plan", plan_to_json(plan)}, {"table", table_to_json(table)}, {"hash", plan_hash}}.dump();
+    }
+    world.broadcast_string(message, 0);
+    if (!coordinator) {
+      const auto j = nlohmann::json::parse(message);
+      plan = plan_from_json(j.at("plan"), "plan message");
+      table = table_from_json(j.at("table"), "plan message");
+      plan_hash = j.at("hash").get<std::string>();
+    }
+  }
   report.seconds.search = stage.seconds();
-  AMLQ_LOG_INFO("search: {} -> {:.4f} bpw (target {:.4f}), max eps {:.3e}", plan.method, plan.achieved_bpw,
-                options.target_bpw, plan.max_eps);
   if (limit == StageLimit::Search) {
-    fmt::print("{}", format_allocation(table, plan));
+    if (coordinator) fmt::print("{}", format_allocation(table, plan));
     return report;
   }
 
-  // 4. pack
+  // 4. pack: every rank quantizes its share and writes it into the one file.
+  inject_failure(options, world, "pack");
   stage.reset();
   QuantizedModel model;
-  bool reused = false;
-  if (reuse(StageLimit::Pack) && fs::exists(options.out)) {
+  model.header.tool_version = AMLQ_VERSION;
+  model.header.source_model = options.model;
+  model.header.config_json = ctx.config.source_json;
+  model.header.search_method = plan.method;
+  model.header.calibration = stats.description;
+  model.header.quantizer = options.quantizer_name();
+  model.header.lowrank_method = lowrank_method_name(options.lowrank);
+  model.header.target_bpw = options.target_bpw;
+  model.header.achieved_bpw = plan.achieved_bpw;
+  model.header.extra_json = nlohmann::json{{"input_hash", plan_hash}, {"recipes", space.name}}.dump();
+  bool pack_reused = false;
+  if (coordinator && reuse(StageLimit::Pack) && fs::exists(options.out)) {
     try {
       QuantizedModel existing = read_quantized_model(options.out, false);
       const auto extra = nlohmann::json::parse(existing.header.extra_json.empty() ? "{}" : existing.header.extra_json);
       if (extra.value("input_hash", std::string()) == plan_hash) {
         model = std::move(existing);
-        reused = true;
+        pack_reused = true;
       }
     } catch (const std::exception&) {
     }
   }
-  if (reused) {
+  pack_reused = agree(world, pack_reused);
+  if (pack_reused) {
     report.resumed.push_back("pack");
     AMLQ_LOG_INFO("pack: {} already matches this plan", options.out);
   } else {
-    model.header.tool_version = AMLQ_VERSION;
-    model.header.source_model = options.model;
-    model.header.config_json = ctx.config.source_json;
-    model.header.search_method = plan.method;
-    model.header.calibration = stats.description;
-    model.header.quantizer = options.quantizer_name();
-    model.header.lowrank_method = lowrank_method_name(options.lowrank);
-    model.header.target_bpw = options.target_bpw;
-    model.header.achieved_bpw = plan.achieved_bpw;
-    model.header.extra_json = nlohmann::json{{"input_hash", plan_hash}, {"recipes", space.name}}.dump();
-    std::vector<Candidate> choices;
-    for (size_t i = 0; i < table.size(); ++i)
-      choices.push_back(table[i].candidates[static_cast<size_t>(plan.choice[i])]);
-    model.linears = pack_linears(backend, options, ctx.config, ctx.checkpoint, stats,
-                                 linear_tasks(ctx.config, {0, ctx.config.num_layers}), choices);
-    model.passthrough = passthrough_tensors(ctx.checkpoint, ctx.config);
-    model.measurements = table;
-    write_quantized_model(options.out, model);
+    std::vector<Candidate> my_choices;
+    for (int g : my_indices)
+      my_choices.push_back(table[static_cast<size_t>(g)].candidates[static_cast<size_t>(plan.choice[static_cast<size_t>(g)])]);
+    std::vector<PackedLinear> mine =
+        pack_linears(backend, options, ctx.config, ctx.checkpoint, stats, my_tasks, my_choices);
+    if (world.size() == 1) {
+      model.linears = std::move(mine);
+      model.passthrough = passthrough_tensors(ctx.checkpoint, ctx.config, [](const std::string&) { return true; });
+      model.measurements = table;
+      write_quantized_model(options.out, model);
+    } else {
+      // Everybody needs every linear's layout for the collective creation.
+      nlohmann::json meta = nlohmann::json::array();
+      for (size_t i = 0; i < mine.size(); ++i) meta.push_back({my_indices[i], linear_metadata(mine[i])});
+      const std::string blob = meta.dump();
+      model.linears.resize(all_tasks.size());
+      for (const auto& b : world.allgather_bytes(std::as_bytes(std::span(blob.data(), blob.size()))))
+        for (const auto& entry : nlohmann::json::parse(std::string(reinterpret_cast<const char*>(b.data()), b.size())))
+          model.linears[entry.at(0).get<size_t>()] = linear_from_metadata(entry.at(1));
+      // Passthrough tensors: layouts from the index, data written by the owning stage of replica 0.
+      auto owner_of = [&](const std::string& name) {
+        int stage_index = 0;
+        if (name.rfind("model.layers.", 0) == 0)
+          stage_index = topo.stage_of_layer(std::stoi(name.substr(13)));
+        else if (name == "model.norm.weight" || name == "lm_head.weight")
+          stage_index = topo.stages - 1;
+        return topo.rank_of(0, stage_index);
+      };
+      const auto mine_pass = passthrough_tensors(ctx.checkpoint, ctx.config,
+                                                 [&](const std::string& n) { return owner_of(n) == world.rank(); });
+      h5::ModelLayout layout;
+      layout.header = model.header;
+      for (const auto& l : model.linears) layout.linears.push_back(layout_of_metadata(l));
+      for (const auto& name : passthrough_names(ctx.checkpoint, ctx.config)) {
+        const auto& info = ctx.checkpoint.info(name);
+        layout.passthrough.push_back({name, info.dtype, info.shape});
+      }
+      layout.measurements = table;
+      write_model_parallel(world, options.out, layout, mine, mine_pass);
+    }
     AMLQ_LOG_INFO("pack: wrote {} ({:.1f}s)", options.out, stage.seconds());
   }
   report.seconds.pack = stage.seconds();
-  if (limit == StageLimit::Pack) return report;
+  if (limit == StageLimit::Pack || !coordinator) return report;
 
-  QuantizeReport full = build_report(ctx, stats, table, plan, model);
+  QuantizeReport full = build_report(ctx, stats.description, table, plan, model);
   full.seconds = report.seconds;
   full.resumed = report.resumed;
+  full.ranks = world.size();
   if (!options.eval.empty()) full.eval = evaluate(backend, ctx, options.out, full.seconds.eval);
   full.seconds.total = total.seconds();
   return full;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "backend/backend.h"
+#include "core/mpi_comm.h"
 #include "pipeline/quantize_options.h"
 #include "pipeline/report.h"
 
@@ -16,9 +17,11 @@ namespace amlq {
 
 enum class StageLimit { Calibrate, Measure, Search, Pack, All };
 
-// Runs the stages up to `limit` (the stage subcommands stop early) and returns
-// the report (complete only for All).
-QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit = StageLimit::All);
+// Runs the stages up to `limit` (the stage subcommands stop early) on every rank
+// of `world` (docs/DISTRIBUTED.md). Returns the report on rank 0 (complete only
+// for All); other ranks get an empty one.
+QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit,
+                            const Communicator& world);
 
 // Writes report JSON (atomically) and the SVG next to it; prints nothing.
 void write_report_files(const QuantizeOptions& options, const QuantizeReport& report);

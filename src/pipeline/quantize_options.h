@@ -36,6 +36,13 @@ struct QuantizeOptions {
   int eval_max_windows = 0;
   bool resume = false;
 
+  // Distribution (mpirun -np N): N = replicas x pipeline stages.
+  int replicas = 1;
+  int layers_per_rank = 0;  // 0: balance by parameter count
+  // Fault injection for tests: this rank throws when it enters this stage.
+  int debug_fail_rank = -1;
+  std::string debug_fail_stage;  // calibrate | measure | search | pack
+
   std::string quantizer_name() const { return rtn ? "rtn" : "gptq"; }
   std::string resolved_work_dir() const { return work_dir.empty() ? out + ".work" : work_dir; }
 };

@@ -5,10 +5,12 @@
 //   measure:   weights + statistics   -> (bpw, eps) of every candidate per linear
 //   search:    table + target          -> one candidate per linear (search/search.h)
 //   pack:      weights + stats + plan  -> packed linears + passthrough tensors
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
+#include "core/mpi_comm.h"
 #include "io/hdf5/quantized_model.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -31,15 +33,16 @@ struct LinearTask {
 };
 std::vector<LinearTask> linear_tasks(const ModelConfig& config, LayerBlock layers);
 
-// Runs the samples through the layers `weights` holds (its embedding must be
-// present when weights.first_layer == 0), one layer at a time, collecting the
-// statistics of every linear input. With options.sequential each layer is
-// quantized (options.sequential_spec) before its outputs feed the next layer.
-// `hidden` holds the first layer's inputs ((samples*seqlen) x hidden) and on
-// return the last layer's outputs.
-std::vector<LayerCalibration> calibrate_layers(Backend& backend, const QuantizeOptions& options,
-                                               ModelWeights& weights, MatrixF& hidden, int num_samples,
-                                               int64_t first_sample);
+// Runs this rank's calibration samples through the layers `weights` holds (a
+// pipeline stage): the first stage embeds, the others receive hidden states from
+// the previous stage, and all but the last send theirs on. Statistics of every
+// linear input are merged across replicas (`stage_replicas`). With
+// options.sequential each layer is quantized (options.sequential_spec) before
+// its outputs feed the next layer.
+std::vector<LayerCalibration> calibrate_stage(Backend& backend, const QuantizeOptions& options, const Topology& topo,
+                                              const Communicator& world, const Communicator& stage_replicas,
+                                              ModelWeights& weights, const std::vector<std::vector<int32_t>>& samples,
+                                              int64_t first_sample);
 
 // Quantizes one linear at one spec, then derives the error of every rank from
 // one decomposition. Appends one Candidate per rank (ranks above min(rows, cols)
@@ -67,7 +70,10 @@ std::vector<PackedLinear> pack_linears(Backend& backend, const QuantizeOptions& 
 
 // Every checkpoint tensor that is not a quantized linear's weight or bias
 // (embedding, norms, lm_head), in its source dtype.
-std::vector<PassthroughTensor> passthrough_tensors(const Checkpoint& checkpoint, const ModelConfig& config);
+// Names in checkpoint order; `wanted` selects whose data is read (a rank reads only its own).
+std::vector<std::string> passthrough_names(const Checkpoint& checkpoint, const ModelConfig& config);
+std::vector<PassthroughTensor> passthrough_tensors(const Checkpoint& checkpoint, const ModelConfig& config,
+                                                   const std::function<bool(const std::string&)>& wanted);
 
 // "model.layers.3.mlp.down_proj"
 std::string linear_name(int layer, const std::string& linear);

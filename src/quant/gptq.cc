@@ -1,6 +1,7 @@
 #include "quant/gptq.h"
 
 #include <algorithm>
+#include <cstring>
 #include <numeric>
 
 #include "core/error.h"
@@ -43,20 +44,60 @@ namespace {
 // In-place inverse of a lower-triangular matrix by halves:
 // [A 0; B C]^-1 = [A^-1 0; -C^-1 B A^-1  C^-1]. Two triangular products per
 // level give n^3/3 flops, a third of solving against the identity.
-void invert_lower_in_place(Eigen::Ref<Eigen::MatrixXd> l) {
+void invert_lower_in_place(Eigen::Ref<MatrixD> l) {
   const Eigen::Index n = l.rows();
   if (n <= 128) {
-    const Eigen::MatrixXd inv =
-        l.triangularView<Eigen::Lower>().solve(Eigen::MatrixXd::Identity(n, n));
+    const MatrixD inv = l.triangularView<Eigen::Lower>().solve(MatrixD::Identity(n, n));
     l = inv;
     return;
   }
   const Eigen::Index n1 = (n / 2 + 63) / 64 * 64, n2 = n - n1;
   invert_lower_in_place(l.topLeftCorner(n1, n1));
   invert_lower_in_place(l.bottomRightCorner(n2, n2));
-  const Eigen::MatrixXd b_ainv = l.bottomLeftCorner(n2, n1) * l.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
+  const MatrixD b_ainv = l.bottomLeftCorner(n2, n1) * l.topLeftCorner(n1, n1).triangularView<Eigen::Lower>();
   l.bottomLeftCorner(n2, n1).noalias() = -(l.bottomRightCorner(n2, n2).triangularView<Eigen::Lower>() * b_ainv);
   l.topRightCorner(n1, n2).setZero();
+}
+
+// Cholesky of `reversed` = J h J (row-major, overwritten) and U = J L^-1 J.
+// Because J M J of a row-major matrix is its flat array reversed, U is
+// written by one sequential pass. Returns false when h is not positive definite.
+template <typename Out>
+bool inverse_cholesky_upper_reversed(MatrixD& reversed, Out& u) {
+  const Eigen::Index n = reversed.rows();
+  Eigen::LLT<Eigen::Ref<MatrixD>> llt(reversed);
+  if (llt.info() != Eigen::Success) return false;
+  reversed.triangularView<Eigen::StrictlyUpper>().setZero();
+  invert_lower_in_place(reversed);
+  u.resize(n, n);
+  const double* src = reversed.data();
+  auto* dst = u.data();
+  const Eigen::Index total = n * n;
+  for (Eigen::Index k = 0; k < total; ++k) dst[k] = static_cast<typename Out::Scalar>(src[total - 1 - k]);
+  for (Eigen::Index j = 0; j < n; ++j)
+    if (!(std::isfinite(u(j, j)) && u(j, j) > 0)) return false;
+  return true;
+}
+
+bool all_finite(const float* p, size_t n) {
+  // Exponent bits all ones = inf or NaN; an integer test the compiler vectorizes.
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t bits;
+    std::memcpy(&bits, p + i, 4);
+    bad |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
+}
+
+bool all_finite(const double* p, size_t n) {
+  uint64_t bad = 0;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t bits;
+    std::memcpy(&bits, p + i, 8);
+    bad |= static_cast<uint64_t>((bits & 0x7ff0000000000000ull) == 0x7ff0000000000000ull);
+  }
+  return bad == 0;
 }
 
 }  // namespace
@@ -65,13 +106,8 @@ bool inverse_cholesky_upper(const MatrixD& h, MatrixD& u) {
   // With J the exchange matrix, J h J = L L^T gives h^-1 = (J L^-1 J)^T (J L^-1 J)
   // and J L^-1 J is upper triangular: one Cholesky and one triangular inverse
   // instead of Cholesky, inverse and a second Cholesky.
-  Eigen::MatrixXd work = h.reverse();
-  Eigen::LLT<Eigen::Ref<Eigen::MatrixXd>> llt(work);
-  if (llt.info() != Eigen::Success) return false;
-  work.triangularView<Eigen::StrictlyUpper>().setZero();
-  invert_lower_in_place(work);
-  u = work.reverse();
-  return u.allFinite() && (u.diagonal().array() > 0).all();
+  MatrixD reversed = h.reverse();
+  return inverse_cholesky_upper_reversed(reversed, u);
 }
 
 QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
@@ -83,8 +119,8 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
   AMLQ_ASSERT(!feedback || have_h, "GPTQ needs a Hessian");
   if (have_h) AMLQ_ASSERT(h.rows() == n && h.cols() == n, "Hessian is {} x {}, weight has {} columns", h.rows(), h.cols(), n);
   AMLQ_ASSERT(options.block_size > 0, "block size {}", options.block_size);
-  AMLQ_REQUIRE(w.allFinite(), "weight matrix [{} x {}] contains NaN or inf", m, n);
-  if (have_h) AMLQ_REQUIRE(h.allFinite(), "Hessian [{} x {}] contains NaN or inf", n, n);
+  AMLQ_REQUIRE(all_finite(w.data(), w.size()), "weight matrix [{} x {}] contains NaN or inf", m, n);
+  if (have_h) AMLQ_REQUIRE(all_finite(h.data(), h.size()), "Hessian [{} x {}] contains NaN or inf", n, n);
 
   QuantizedMatrix out;
   out.rows = m;
@@ -163,19 +199,21 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
   MatrixF uf;
   double damp_abs = 0;
   if (feedback) {
-    MatrixD hp(n, n);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) hp(i, j) = h(perm[i], perm[j]);
-    for (int j = 0; j < n; ++j)
-      if (dead[perm[j]]) hp(j, j) = 1;
-    const double mean_diag = hp.diagonal().mean();
+    // The permuted Hessian is gathered directly in reversed order (see
+    // inverse_cholesky_upper_reversed).
+    MatrixD hp_reversed(n, n);
+    for (int i = 0; i < n; ++i) {
+      const int r = perm[n - 1 - i];
+      for (int j = 0; j < n; ++j) hp_reversed(i, j) = h(r, perm[n - 1 - j]);
+      if (dead[r]) hp_reversed(i, i) = 1;
+    }
+    const double mean_diag = hp_reversed.diagonal().mean();
     double lambda = options.damp;
-    MatrixD u;
     for (int attempt = 0;; ++attempt) {
       damp_abs = lambda * mean_diag;
-      MatrixD damped = hp;
+      MatrixD damped = hp_reversed;
       damped.diagonal().array() += damp_abs;
-      if (inverse_cholesky_upper(damped, u)) break;
+      if (inverse_cholesky_upper_reversed(damped, uf)) break;
       if (attempt >= options.max_damp_retries)
         AMLQ_FAIL(Numerical, "Cholesky of the damped Hessian [{} x {}] failed even with damp {:g}", n, n, lambda);
       AMLQ_LOG_WARN("Cholesky of the Hessian [{} x {}] failed with damp {:g}; retrying with {:g}", n, n, lambda,
@@ -184,7 +222,6 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
       ++out.damp_escalations;
     }
     out.damp_used = lambda;
-    uf = u.cast<float>();
   }
 
   out.codes.assign(static_cast<size_t>(m) * n, 0);

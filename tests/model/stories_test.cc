@@ -73,9 +73,12 @@ TEST(EvalCommand, JsonResultForIdFile) {
   if (!test::shared_available()) GTEST_SKIP() << "../shared not present";
   const auto r = test::run_amlq("eval " + test::shared_path("models/stories260K") + " --data " +
                                 test::shared_path("data/wikitext2/test.tok512.u16") +
-                                " --seqlen 512 --max-windows 50 --json 2>/dev/null");
+                                " --seqlen 512 --max-windows 50 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const auto j = nlohmann::json::parse(r.output);
+  // run_amlq merges stderr (log lines) into the output; the JSON object is the rest.
+  const size_t begin = r.output.find("{\n");
+  ASSERT_NE(begin, std::string::npos) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(begin, r.output.rfind('}') - begin + 1));
   EXPECT_EQ(j["windows"].get<int>(), 50);
   EXPECT_EQ(j["scored_tokens"].get<int>(), 50 * 511);
   EXPECT_NEAR(j["mean_nll"].get<double>(), kFirst50MeanNll, 1e-5);
