@@ -1,8 +1,9 @@
 // Throughput of the FP forward pass on the CPU backend, against this machine's
 // measured single-thread GEMM rate:
-//   bench_eval [--windows N] [--tokens T]
-// Rows: stories260K perplexity eval (seqlen 512), and one synthetic 7B-shaped
-// decoder layer (hidden 4096, intermediate 11008, 32 heads of 128) on T tokens.
+//   bench_eval [--windows N] [--shared DIR]
+// Rows: stories260K perplexity eval (seqlen 512, first N windows of WikiText-2
+// test), and one synthetic 7B-shaped decoder layer (hidden 4096, intermediate
+// 11008, 32 heads of 128) on one sequence of 128 and of 512 tokens.
 #include <fmt/format.h>
 
 #include <cstring>
@@ -62,19 +63,22 @@ struct Row {
 
 int main(int argc, char** argv) {
   using namespace amlq;
-  int windows = 200, tokens = 512;
+  int windows = 200;
+  std::string shared = AMLQ_SHARED_DIR;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--windows")) windows = std::stoi(argv[i + 1]);
-    if (!std::strcmp(argv[i], "--tokens")) tokens = std::stoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--shared")) shared = argv[i + 1];
   }
   auto backend = make_backend("cpu");
   const double peak = measure_gemm_gflops(*backend);
   std::vector<Row> rows;
 
-  const std::string model_dir = std::string(AMLQ_SHARED_DIR) + "/models/stories260K";
-  if (std::filesystem::exists(model_dir)) {
+  const std::string model_dir = shared + "/models/stories260K";
+  if (!std::filesystem::exists(model_dir)) {
+    fmt::print(stderr, "{} not found: skipping the stories260K row (pass --shared DIR)\n", model_dir);
+  } else {
     const ModelWeights w = load_model_weights(model_dir);
-    const auto ids = load_token_ids(std::string(AMLQ_SHARED_DIR) + "/data/wikitext2/test.tok512.u16", nullptr, 512);
+    const auto ids = load_token_ids(shared + "/data/wikitext2/test.tok512.u16", nullptr, 512);
     const auto r = evaluate_perplexity(*backend, w, ids, 512, windows, 8);
     const double per_token = w.config.num_layers * layer_flops_per_token(w.config, 512) +
                              2.0 * w.config.vocab_size * w.config.hidden_size * 511.0 / 512.0;
@@ -82,24 +86,24 @@ int main(int argc, char** argv) {
                     r.seconds, per_token * r.windows * 512 / r.seconds / 1e9});
   }
 
-  {
-    ModelConfig c;
-    c.hidden_size = 4096;
-    c.intermediate_size = 11008;
-    c.num_layers = 1;
-    c.num_heads = c.num_kv_heads = 32;
-    c.head_dim = 128;
-    c.vocab_size = 32000;
-    c.max_position = 4096;
-    std::mt19937_64 rng(2);
-    DecoderLayerWeights layer;
-    layer.input_norm = VectorF::Ones(c.hidden_size);
-    layer.post_attention_norm = VectorF::Ones(c.hidden_size);
-    for (const auto& spec : decoder_linears(c)) {
-      LinearWeights l;
-      l.dense = random_matrix(rng, spec.rows, spec.cols, 0.02f);
-      layer.linears.push_back(std::move(l));
-    }
+  ModelConfig c;
+  c.hidden_size = 4096;
+  c.intermediate_size = 11008;
+  c.num_layers = 1;
+  c.num_heads = c.num_kv_heads = 32;
+  c.head_dim = 128;
+  c.vocab_size = 32000;
+  c.max_position = 4096;
+  std::mt19937_64 rng(2);
+  DecoderLayerWeights layer;
+  layer.input_norm = VectorF::Ones(c.hidden_size);
+  layer.post_attention_norm = VectorF::Ones(c.hidden_size);
+  for (const auto& spec : decoder_linears(c)) {
+    LinearWeights l;
+    l.dense = random_matrix(rng, spec.rows, spec.cols, 0.02f);
+    layer.linears.push_back(std::move(l));
+  }
+  for (const int tokens : {128, 512}) {
     const RopeTables rope = make_rope_tables(c, tokens);
     const MatrixF input = random_matrix(rng, tokens, c.hidden_size, 1.0f);
     MatrixF hidden = input;

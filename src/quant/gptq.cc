@@ -67,8 +67,7 @@ bool inverse_cholesky_upper_reversed(MatrixD& reversed, Out& u) {
   const Eigen::Index n = reversed.rows();
   Eigen::LLT<Eigen::Ref<MatrixD>> llt(reversed);
   if (llt.info() != Eigen::Success) return false;
-  reversed.triangularView<Eigen::StrictlyUpper>().setZero();
-  invert_lower_in_place(reversed);
+  invert_lower_in_place(reversed);  // reads only the lower triangle, zeroes the upper
   u.resize(n, n);
   const double* src = reversed.data();
   auto* dst = u.data();

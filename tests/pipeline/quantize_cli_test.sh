@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# End-to-end checks of `amlq quantize` on stories260K (label model):
+#  - the JSON report has the documented keys and the budget holds;
+#  - `amlq eval model.h5` reproduces the report's quantized perplexity;
+#  - --resume after deleting the output reproduces it byte for byte;
+#  - a group size larger than a layer is rejected with a clear error.
+set -euo pipefail
+amlq=$1 shared=$2 work=$3
+rm -rf "$work" && mkdir -p "$work"
+model=$shared/models/stories260K
+common=(quantize "$model" --calib "$shared/data/wikitext2/valid.tok512.u16" --calib-samples 16 --calib-seqlen 128
+  --recipes fast --threads 1 --eval "$shared/data/wikitext2/test.tok512.u16" --eval-max-windows 8)
+
+"$amlq" "${common[@]}" --target-bpw 3.0 --out "$work/m.h5" --report "$work/run.json" >"$work/out.txt" 2>"$work/log.txt"
+python3 - "$work/run.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for key in ("achieved_bpw", "target_bpw", "fp_ppl", "quantized_ppl", "seconds", "layers", "search", "model"):
+    assert key in r, f"report lacks {key}"
+for stage in ("calibrate", "measure", "search", "pack", "eval", "total"):
+    assert stage in r["seconds"], f"seconds lacks {stage}"
+assert r["achieved_bpw"] <= r["target_bpw"] + 1e-9, (r["achieved_bpw"], r["target_bpw"])
+assert len(r["layers"]) == 35, len(r["layers"])
+assert r["quantized_ppl"] > r["fp_ppl"] > 1, (r["fp_ppl"], r["quantized_ppl"])
+print(f'{r["quantized_ppl"]:.4f}', file=open(sys.argv[1] + ".ppl", "w"))
+PY
+grep -q "perplexity" "$work/out.txt" || { echo "report table lacks perplexity"; exit 1; }
+test -s "$work/run.svg" || { echo "no allocation picture"; exit 1; }
+
+"$amlq" eval "$work/m.h5" --data "$shared/data/wikitext2/test.tok512.u16" --max-windows 8 >"$work/eval.txt" 2>/dev/null
+expected=$(cat "$work/run.json.ppl")
+grep -q "perplexity *$expected" "$work/eval.txt" || {
+  echo "amlq eval gave '$(grep perplexity "$work/eval.txt")', report said $expected"; exit 1; }
+
+cp "$work/m.h5" "$work/first.h5"
+rm "$work/m.h5"
+"$amlq" "${common[@]}" --target-bpw 3.0 --out "$work/m.h5" --resume >"$work/out2.txt" 2>"$work/log2.txt"
+grep -q "resumed *calibrate, measure" "$work/out2.txt" || { echo "resume did not reuse the stages"; cat "$work/out2.txt"; exit 1; }
+cmp "$work/first.h5" "$work/m.h5" || { echo "resumed pack is not byte-identical"; exit 1; }
+
+set +e
+"$amlq" quantize "$model" --calib "$shared/data/wikitext2/valid.tok512.u16" --calib-samples 16 --target-bpw 4 \
+  --recipes fast --search uniform:4b-g128 --out "$work/bad.h5" >"$work/bad.txt" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || { echo "uniform:4b-g128 on 64-wide layers was accepted"; exit 1; }
+grep -q "4b-g128" "$work/bad.txt" || { echo "error does not name the config:"; cat "$work/bad.txt"; exit 1; }
+[ ! -e "$work/bad.h5" ] || { echo "a failed run left an output file"; exit 1; }
+echo "quantize CLI checks passed"
