@@ -111,7 +111,7 @@ void add_stage(CLI::App& app, const GlobalOptions& global, Runner& run, const ch
 
 void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& run) {
   add_stage(app, global, run, "quantize", "Calibrate, measure, search, pack and report in one run", StageLimit::All);
-  add_stage(app, global, run, "calibrate", "Stage 1: per-layer Hessians and activation scales -> <work>/calib.h5",
+  add_stage(app, global, run, "calibrate", "Stage 1: per-layer Hessians and activation scales -> <work>/calib/",
             StageLimit::Calibrate);
   add_stage(app, global, run, "measure", "Stage 2: error of every candidate per linear -> <work>/measure.json",
             StageLimit::Measure);

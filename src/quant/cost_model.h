@@ -6,10 +6,14 @@
 
 namespace amlq {
 
-// bpw = sum_p frac_p * (b_p + (16 + b_p) / G_p) + rank * (rows + cols) * f / (rows * cols)
-// - frac_p is the part's actual share of the columns (QuantSpec::part_columns),
-//   equal to the spec fraction whenever the split is exact;
-// - G_p = the part's width for whole-row groups (group 0);
+// bpw = sum_p (b_p * w_p + (16 + b_p) * ceil(w_p / G_p)) / cols + rank * (rows + cols) * f / (rows * cols)
+// - w_p is the part's actual width (QuantSpec::part_columns), so w_p / cols is
+//   the spec fraction whenever the split is exact;
+// - every stored group costs its fp16 scale and b-bit zero, including a shorter
+//   last group when G_p does not divide w_p: (16 + b_p) * ceil(w_p / G_p) per row
+//   (METHOD.md's (16 + b) / G per weight is the dividing case);
+// - G_p = w_p for whole-row groups (group 0): one group per row;
+// - static groups (one part) store ceil(cols / G) groups per row: the same count;
 // - symmetric specs are charged for the zero too (the format stores it);
 // - the act-order permutation is NOT counted, as in METHOD.md (it would add
 //   32 / rows bits per weight, e.g. 0.008 for 4096 rows);

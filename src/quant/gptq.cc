@@ -22,6 +22,8 @@ struct Block {
 // Blocks never straddle a group boundary and every group starts a block, so the
 // group parameters, computed when a group is entered, see weights that have
 // received every earlier column's update (exactly as the unbatched OBQ loop).
+// Groups start every g columns from the part's start, so a shorter last group
+// (g not dividing the width) ends with the part and needs no special case.
 std::vector<Block> make_blocks(const QuantizedMatrix& q, int block_size, bool static_groups) {
   std::vector<Block> blocks;
   for (const auto& part : q.parts) {
@@ -166,7 +168,7 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
     part.bits = spec.parts[p].bits;
     const int width = part.col_end - part.col_begin;
     part.group = spec.parts[p].group == 0 ? width : spec.parts[p].group;
-    part.num_groups = width / part.group;
+    part.num_groups = group_count(width, part.group);  // static groups: one part, width = n
     part.scales.resize(static_cast<size_t>(m) * part.num_groups);
     part.zeros.resize(static_cast<size_t>(m) * part.num_groups);
     for (int j = part.col_begin; j < part.col_end; ++j) part_of[j] = static_cast<int>(p);
@@ -182,7 +184,8 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
     for (int g = 0; g < part.num_groups; ++g) {
       Eigen::VectorXf lo = Eigen::VectorXf::Constant(m, std::numeric_limits<float>::infinity());
       Eigen::VectorXf hi = -lo;
-      for (int c = g * part.group; c < (g + 1) * part.group; ++c) {
+      const int c_end = std::min(n, (g + 1) * part.group);  // the last group may be shorter
+      for (int c = g * part.group; c < c_end; ++c) {
         lo = lo.cwiseMin(wt.row(inverse[c]).transpose());
         hi = hi.cwiseMax(wt.row(inverse[c]).transpose());
       }
@@ -239,16 +242,23 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
       for (int j = blk.begin; j < blk.end; ++j) {
         auto& part = out.parts[part_of[j]];
         const int maxq = (1 << part.bits) - 1;
-        if (static_groups) {
-          const int g = perm[j] / part.group;
+        const auto load_params = [&](int g) {
           for (int i = 0; i < tw; ++i) {
             const size_t at = static_cast<size_t>(i0 + i) * part.num_groups + g;
             scale_t[i] = fp16_to_float(part.scales[at]);
             zero_t[i] = part.zeros[at];
           }
-        } else if ((j - part.col_begin) % part.group == 0) {
-          const int g = (j - part.col_begin) / part.group;
-          const auto cols = wt.block(j, i0, part.group, tw);
+        };
+        const int local = j - part.col_begin;
+        if (static_groups) {
+          load_params(perm[j] / part.group);
+        } else if (local % part.group != 0) {
+          // A group wider than the block, continued from an earlier block: scale_t
+          // holds another row tile's parameters by now.
+          if (j == blk.begin) load_params(local / part.group);
+        } else {
+          const int g = local / part.group;
+          const auto cols = wt.block(j, i0, std::min(part.group, part.col_end - j), tw);
           const Eigen::VectorXf lo = cols.colwise().minCoeff().transpose();
           const Eigen::VectorXf hi = cols.colwise().maxCoeff().transpose();
           for (int i = 0; i < tw; ++i) {

@@ -21,6 +21,12 @@ void check_shape(const PackedLinear& l) {
                      p.scales.size() == static_cast<size_t>(l.rows) * p.num_groups &&
                      p.zeros.size() == static_cast<size_t>(l.rows * packed::words_per_row(p.num_groups, p.bits)),
                  "packed layer '{}': part [{}, {}) has inconsistent sizes", l.name, p.col_begin, p.col_end);
+    // Groups of `group` columns, the last one possibly shorter; static groups
+    // run over all (original) columns. A smaller count would index past the scales.
+    const int span = l.spec.static_groups ? l.cols : static_cast<int>(width);
+    AMLQ_REQUIRE(p.num_groups == group_count(span, p.group),
+                 "packed layer '{}': part [{}, {}) stores {} groups of {} columns, expected ceil({} / {}) = {}", l.name,
+                 p.col_begin, p.col_end, p.num_groups, p.group, span, p.group, group_count(span, p.group));
   }
 }
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <numeric>
 
 #include <fmt/format.h>
 
@@ -115,22 +114,32 @@ QuantSpec QuantSpec::parse(std::string_view label) {
 }
 
 std::vector<std::pair<int, int>> QuantSpec::part_columns(int cols) const {
-  // Boundaries are rounded to a multiple of every part's group size so that no
-  // group is cut by a part boundary (exact for the usual 2^k widths).
-  int align = 1;
-  for (const auto& p : parts)
-    if (p.group > 0) align = std::lcm(align, p.group);
+  // Each boundary is rounded to the nearest whole group of the part it closes
+  // (for two parts: a multiple of the first part's group size), so every part
+  // but the last holds only full groups; only the last part may end with a
+  // shorter group. A boundary falls back to plain rounding when the aligned one
+  // would leave this part or a later one without columns (a part narrower
+  // than its group is then rejected by validate, not silently widened). Every
+  // part keeps at least one column whenever cols >= the number of parts.
   std::vector<std::pair<int, int>> ranges;
+  const int count = static_cast<int>(parts.size());
   double cumulative = 0;
   int begin = 0;
-  for (size_t i = 0; i < parts.size(); ++i) {
+  for (int i = 0; i < count; ++i) {
     cumulative += parts[i].fraction;
     int end = cols;
-    if (i + 1 < parts.size()) {
+    if (i + 1 < count) {
       const double target = cumulative * cols;
-      end = static_cast<int>(std::llround(target / align)) * align;
-      if (end <= begin || end >= cols) end = static_cast<int>(std::llround(target));  // too narrow to align
-      end = std::clamp(end, begin, cols);
+      const int lowest = std::min(begin + 1, cols);
+      const int highest = std::max(lowest, cols - (count - 1 - i));  // one column for each later part
+      end = static_cast<int>(std::llround(target));
+      const int group = parts[i].group;
+      if (group > 0) {
+        const long long whole = std::llround((target - begin) / group);
+        const long long aligned = begin + whole * group;
+        if (whole >= 1 && aligned <= highest) end = static_cast<int>(aligned);
+      }
+      end = std::clamp(end, lowest, highest);
     }
     ranges.emplace_back(begin, end);
     begin = end;
@@ -160,9 +169,11 @@ void QuantSpec::validate(int rows, int cols, const std::string& layer_name) cons
     const int width = ranges[i].second - ranges[i].first;
     if (width <= 0)
       AMLQ_FAIL(Input, "{}: spec {}: part {} gets no columns", where, what, i + 1);
-    if (parts[i].group > 0 && width % parts[i].group != 0)
-      AMLQ_FAIL(Input, "{}: spec {}: group size {} does not divide the {} columns of part {}", where, what,
-                parts[i].group, width, i + 1);
+    // A group wider than its part would be a whole-row group under another
+    // name (and cost accounting would be misleading): ask for "row" instead.
+    if (parts[i].group > width)
+      AMLQ_FAIL(Input, "{}: spec {}: group size {} exceeds the {} columns of part {} (use a smaller group or 'row')",
+                where, what, parts[i].group, width, i + 1);
   }
 }
 

@@ -60,8 +60,14 @@ inline float dequantize_value(int q, float scale, int zero) { return scale * sta
 // W_hat in the ORIGINAL column order.
 MatrixF dequantize(const QuantizedMatrix& q);
 
+// Groups per row over `span` columns: consecutive runs of `group` columns, the
+// last one shorter when `group` does not divide `span` (as the GPTQ reference).
+// span is the part's width, or all columns with static groups.
+inline int group_count(int span, int group) { return (span + group - 1) / group; }
+
 // Index of the group that processing-order column `col` (inside `part`) uses:
-// with static groups the group follows the ORIGINAL column perm[col].
+// with static groups the group follows the ORIGINAL column perm[col]. Groups
+// start every part.group columns, so a shorter last group needs no special case.
 inline int group_of(const QuantizedMatrix::Part& part, int col, int original_col, bool static_groups) {
   return static_groups ? original_col / part.group : (col - part.col_begin) / part.group;
 }
