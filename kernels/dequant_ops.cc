@@ -6,6 +6,7 @@
 #include "kernels/launch_geometry.h"
 #include "quant/pack.h"
 #include "quant/packed_format.h"
+#include "quant/quantizer.h"
 
 namespace amlq::cuda {
 
@@ -31,6 +32,11 @@ DevicePackedLayer DevicePackedLayer::upload(const PackedLinear& layer, cudaStrea
                      part.num_groups > 0,
                  "{}: part {} has columns [{}, {}), {} bits, group {}, {} groups", name, p, part.col_begin,
                  part.col_end, part.bits, part.group, part.num_groups);
+    // ceil groups (the last may be shorter); fewer would index past the scales.
+    const int span = layer.spec.static_groups ? layer.cols : width;
+    AMLQ_REQUIRE(part.num_groups == group_count(span, part.group),
+                 "{}: part {} stores {} groups of {} columns, expected ceil({} / {}) = {}", name, p, part.num_groups,
+                 part.group, span, part.group, group_count(span, part.group));
     expected_begin = part.col_end;
     const size_t code_words = rows * packed::words_per_row(width, part.bits);
     const size_t zero_words = rows * packed::words_per_row(part.num_groups, part.bits);

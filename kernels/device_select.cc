@@ -24,3 +24,8 @@ int select_device_for_local_rank(int node_local_rank) {
 }
 
 }  // namespace amlq
+
+namespace amlq {
+// The registry's hook (src/backend/backend_list.cc.in): GPU by node-local rank.
+void bind_cuda_backend_device(int node_local_rank) { select_device_for_local_rank(node_local_rank); }
+}  // namespace amlq

@@ -30,15 +30,18 @@ struct PartPlan {
   int num_groups = 0;
 };
 
-// `ranges` are QuantSpec::part_columns(cols). With static groups (one part) the
-// groups are over ORIGINAL columns: num_groups = ceil(cols / group).
+// `ranges` are QuantSpec::part_columns(cols). Groups are runs of `group`
+// columns from the part's start, the last one shorter when `group` does not
+// divide the width: num_groups = ceil(width / group). With static groups (one
+// part) the groups are over ORIGINAL columns: num_groups = ceil(cols / group).
 std::vector<PartPlan> resolve_parts(const std::vector<std::pair<int, int>>& ranges, const QuantSpec& spec,
                                     int cols);
 
 // Column blocks of width <= min(block_size, kGptqMaxBlock) that never cross a
 // part and, without static groups, never cross a group boundary: every group
 // starts a block, so its parameters are computed from fully updated weights
-// (METHOD.md 3). Several small groups share a block.
+// (METHOD.md 3). Several small groups share a block; a shorter last group ends
+// with its part, so the same rule covers it.
 std::vector<ColumnBlock> plan_blocks(const std::vector<PartPlan>& parts, int block_size, bool static_groups);
 
 }  // namespace amlq::cuda

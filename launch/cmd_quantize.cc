@@ -46,8 +46,7 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_option("--sequential-spec", j.sequential_spec, "Spec layers are quantized with for --sequential")
       ->capture_default_str();
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
-  cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (0: all cores)")
-      ->capture_default_str();
+  cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (default: the global --threads)");
   cmd->add_option("--samples-per-block", j.samples_per_block,
                   "Samples per Hessian accumulation block (keep fixed for reproducible results)")
       ->capture_default_str();
@@ -93,9 +92,11 @@ void add_stage(CLI::App& app, const GlobalOptions& global, Runner& run, const ch
   add_job_options(cmd, *opts, limit == StageLimit::All || limit == StageLimit::Pack);
   cmd->callback([&run, &global, opts, limit] {
     run = [&global, opts, limit] {
-      const QuantizeOptions job = resolve(*opts);
-      auto backend = make_backend(global.backend);
+      QuantizeOptions job = resolve(*opts);
+      if (job.threads == 0) job.threads = global.threads;
       const Communicator world = Communicator::world();
+      bind_backend_devices(world.split_node_local().rank());
+      auto backend = make_backend(global.backend);
       const QuantizeReport report = run_quantize(*backend, job, limit, world);
       if (limit != StageLimit::All || world.rank() != 0) return;
       write_report_files(job, report);

@@ -11,6 +11,7 @@ namespace amlq::cli {
 struct GlobalOptions {
   std::string log_level = "info";
   std::string backend = "cpu";
+  int threads = 0;  // worker threads per rank (0: all cores); amlq-launch sets it per rank
 };
 
 // Subcommands register a callback; main runs it inside the error handler.

@@ -58,6 +58,7 @@ int main(int argc, char** argv) {
   cli::GlobalOptions global;
   app.add_option("--log-level", global.log_level, "trace, debug, info, warn, error, off")->capture_default_str();
   app.add_option("--backend", global.backend, "Compute backend: cpu, cuda or auto")->capture_default_str();
+  app.add_option("--threads", global.threads, "Worker threads per rank (0: all cores)")->capture_default_str();
 
   cli::Runner run;
   cli::add_inspect_command(app, global, run);

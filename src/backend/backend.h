@@ -64,5 +64,8 @@ class Backend {
 std::vector<std::string> available_backends();
 // "cpu", "cuda" or "auto" (cuda when built and a device is present, else cpu).
 std::unique_ptr<Backend> make_backend(const std::string& name);
+// Gives each built backend its device for this rank (the CUDA backend takes GPU
+// node_local_rank % count); call before make_backend. Backends without devices ignore it.
+void bind_backend_devices(int node_local_rank);
 
 }  // namespace amlq

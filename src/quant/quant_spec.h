@@ -31,7 +31,7 @@ struct QuantSpec {
   // Column ranges [begin, end) of each part for n columns; group-aligned where possible.
   std::vector<std::pair<int, int>> part_columns(int cols) const;
   // Throws Input (naming the layer) if this spec cannot be applied to rows x cols,
-  // e.g. a group size that does not divide the part's columns.
+  // e.g. a group size larger than the part's columns (a shorter last group is fine).
   void validate(int rows, int cols, const std::string& layer_name) const;
 };
 

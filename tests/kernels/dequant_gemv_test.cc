@@ -42,7 +42,7 @@ PackedLinear random_packed(int rows, int cols, const QuantSpec& spec, int rank, 
     const int width = part.col_end - part.col_begin;
     const int span = spec.static_groups ? cols : width;
     part.group = spec.parts[p].group > 0 ? spec.parts[p].group : span;
-    part.num_groups = span / part.group;
+    part.num_groups = (span + part.group - 1) / part.group;
     const int maxq = (1 << part.bits) - 1;
     std::uniform_int_distribution<int> code(0, maxq);
     for (int i = 0; i < rows; ++i)

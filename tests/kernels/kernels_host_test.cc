@@ -192,5 +192,29 @@ TEST(GptqPlan, BlocksRespectGroupsAndParts) {
   expect_valid_blocks(st, cuda::plan_blocks(st, 128, true), 128, true);
 }
 
+TEST(GptqPlan, ShortLastGroups) {
+  // 172 columns (the real model's mlp.down_proj) with g32 and g64: ceil groups,
+  // the last one shorter, exactly as the CPU solver stores them.
+  QuantSpec spec;
+  spec.parts = {QuantPart{3, 32, 1.0}};
+  const auto one = cuda::resolve_parts(spec.part_columns(172), spec, 172);
+  EXPECT_EQ(one[0].group, 32);
+  EXPECT_EQ(one[0].num_groups, 6);
+  spec.static_groups = true;
+  EXPECT_EQ(cuda::resolve_parts(spec.part_columns(172), spec, 172)[0].num_groups, 6);
+  const QuantSpec mixed = QuantSpec::parse("25%4b-g64+75%3b-g32");
+  const auto two = cuda::resolve_parts(mixed.part_columns(172), mixed, 172);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].num_groups, 1);  // [0, 64)
+  EXPECT_EQ(two[1].num_groups, 4);  // [64, 172): 3 x 32 + 12
+  const std::vector<PartPlan> parts{{0, 37, 4, 16, 3}, {37, 137, 3, 48, 3}, {137, 172, 2, 32, 2}};
+  for (int cap : {128, 64, 40, 32, 7}) expect_valid_blocks(parts, cuda::plan_blocks(parts, cap, false), cap, false);
+  // The short group [32, 37) starts the second block of part 0 with cap 32.
+  const auto blocks = cuda::plan_blocks(parts, 32, false);
+  EXPECT_EQ(blocks[0].end, 32);
+  EXPECT_EQ(blocks[1].begin, 32);
+  EXPECT_EQ(blocks[1].end, 37);
+}
+
 }  // namespace
 }  // namespace amlq

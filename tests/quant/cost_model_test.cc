@@ -25,5 +25,22 @@ TEST(CostModel, HandComputedValues) {
                    8 + 24.0 / 300 + 8 * 400 * 16 / 30000.0);
 }
 
+TEST(CostModel, ShortLastGroupIsChargedAsAWholeGroup) {
+  // 64 x 172 at 3b-g32: ceil(172 / 32) = 6 groups per row (5 x 32 + 12).
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantSpec::parse("3b-g32"), 64, 172, 0, FactorFormat::Fp16),
+                   (3 * 172 + 19 * 6) / 172.0);
+  // g64: 64 + 64 + 44, ceil(172 / 64) = 3 groups.
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantSpec::parse("4b-g64"), 64, 172, 0, FactorFormat::Fp16),
+                   (4 * 172 + 20 * 3) / 172.0);
+  // Static groups store ceil(cols / G) groups too; low-rank term unchanged.
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantSpec::parse("3b-g32-static"), 64, 172, 4, FactorFormat::Int8),
+                   (3 * 172 + 19 * 6) / 172.0 + 4 * (64 + 172) * 8 / (64.0 * 172));
+  // Two parts: [0, 64) at 4b-g64 (1 group) and [64, 172) at 3b-g32 (108 = 3 x 32 + 12: 4 groups).
+  EXPECT_DOUBLE_EQ(bits_per_weight(QuantSpec::parse("25%4b-g64+75%3b-g32"), 64, 172, 0, FactorFormat::Fp16),
+                   (4 * 64 + 20 * 1 + 3 * 108 + 19 * 4) / 172.0);
+  // More than the dividing formula b + (16 + b) / G would say.
+  EXPECT_GT(bits_per_weight(QuantSpec::parse("3b-g32"), 64, 172, 0, FactorFormat::Fp16), 3 + 19.0 / 32);
+}
+
 }  // namespace
 }  // namespace amlq

@@ -43,19 +43,22 @@ ReferenceResult reference_obq(const MatrixF& w_in, const MatrixD& h_in, const Qu
   const MatrixD u = Eigen::LLT<MatrixD>(hinv).matrixU();
 
   const auto ranges = spec.part_columns(n);
-  std::vector<int> bits(n), group(n), begin(n);
+  std::vector<int> bits(n), group(n), begin(n), end(n);
   for (size_t p = 0; p < ranges.size(); ++p)
     for (int j = ranges[p].first; j < ranges[p].second; ++j) {
       bits[j] = spec.parts[p].bits;
       group[j] = spec.parts[p].group ? spec.parts[p].group : ranges[p].second - ranges[p].first;
       begin[j] = ranges[p].first;
+      end[j] = ranges[p].second;
     }
-  // Static groups: parameters from the original columns, before any update.
+  // Static groups: parameters from the original columns, before any update; the
+  // last group is shorter when the group size does not divide n.
   std::map<std::pair<int, int>, GroupParams> static_params;
   if (spec.static_groups)
     for (int i = 0; i < m; ++i)
-      for (int g = 0; g < n / group[0]; ++g) {
-        const auto seg = w.row(i).segment(g * group[0], group[0]);
+      for (int g0 = 0; g0 < n; g0 += group[0]) {
+        const int g = g0 / group[0];
+        const auto seg = w.row(i).segment(g0, std::min(group[0], n - g0));
         static_params[{i, g}] = group_params(float(seg.minCoeff()), float(seg.maxCoeff()), bits[0], spec.symmetric);
       }
   ReferenceResult out{std::vector<uint8_t>(size_t(m) * n), perm, MatrixF(m, n)};
@@ -65,7 +68,7 @@ ReferenceResult reference_obq(const MatrixF& w_in, const MatrixD& h_in, const Qu
     if (!spec.static_groups && (j - begin[j]) % group[j] == 0)
       for (int i = 0; i < m; ++i) {
         // float, as the solver keeps W in float
-        const Eigen::VectorXf seg = wp.row(i).segment(j, group[j]).cast<float>();
+        const Eigen::VectorXf seg = wp.row(i).segment(j, std::min(group[j], end[j] - j)).cast<float>();
         params[i] = group_params(seg.minCoeff(), seg.maxCoeff(), bits[j], spec.symmetric);
       }
     for (int i = 0; i < m; ++i) {
@@ -113,12 +116,23 @@ INSTANTIATE_TEST_SUITE_P(Specs, GptqMatchesObq,
                                            Case{"4b-g64", 20, 256, 32},  // group larger than the block
                                            Case{"25%4b-g32+75%3b-g64", 20, 256, 128},
                                            Case{"3b-g48-sym", 17, 192, 128},  // group does not divide the block
-                                           Case{"4b-g32-static", 21, 256, 128}, Case{"8b-g128", 8, 256, 128}),
+                                           Case{"4b-g32-static", 21, 256, 128}, Case{"8b-g128", 8, 256, 128},
+                                           // Groups that do not divide the part: a shorter last group.
+                                           Case{"4b-g16", 13, 37, 128},              // 16 + 16 + 5
+                                           Case{"3b-g32", 19, 172, 48},              // 5 x 32 + 12, block 48
+                                           Case{"4b-g48", 11, 100, 32},              // 48 + 48 + 4, group > block
+                                           Case{"25%4b-g16+75%3b-g32", 15, 100, 128},  // 32 | 32 + 32 + 4
+                                           Case{"98%3b-g16+2%4b-row", 9, 32, 128},   // 16 + 15 | 1
+                                           Case{"4b-g32-static", 10, 172, 64},       // original groups, 5 x 32 + 12
+                                           // More rows than the solver's row tile (256) with groups
+                                           // wider than a block: parameters carried across blocks.
+                                           Case{"3b-row", 300, 160, 64}, Case{"4b-g64", 260, 100, 32}),
                          [](const auto& info) {
                            std::string s = info.param.label;
                            for (char& ch : s)
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return s + "_b" + std::to_string(info.param.block);
+                           return s + "_" + std::to_string(info.param.rows) + "x" + std::to_string(info.param.cols) +
+                                  "_b" + std::to_string(info.param.block);
                          });
 
 TEST(Gptq, InverseCholeskyUpperFactorsTheInverse) {
@@ -154,6 +168,46 @@ TEST(Gptq, BeatsRtnAndImprovesWithBits) {
     EXPECT_LT(eps_gptq, previous_gptq) << bits << " bits";
     previous_gptq = eps_gptq;
   }
+}
+
+TEST(Gptq, ShortLastGroupsBeatRtn) {
+  // 172 input columns, as the real model's mlp.down_proj: g32 and g64 leave a
+  // shorter last group (12 and 44 columns).
+  const MatrixF w = test::random_weights(64, 172, 31);
+  const MatrixD h = test::realistic_hessian(172, 32);
+  for (const char* label : {"2b-g32", "3b-g32", "3b-g64", "4b-g64", "25%4b-g32+75%3b-g64"}) {
+    QuantSpec spec = QuantSpec::parse(label);
+    const QuantizedMatrix q = gptq_quantize(w, h, spec, GptqOptions{});
+    for (const auto& part : q.parts)
+      EXPECT_EQ(part.num_groups, (part.col_end - part.col_begin + part.group - 1) / part.group) << label;
+    const double eps_gptq = normalized_error(w, dequantize(q), h);
+    GptqOptions rtn;
+    rtn.error_feedback = false;
+    spec.act_order = false;
+    const double eps_rtn = normalized_error(w, dequantize(gptq_quantize(w, MatrixD(), spec, rtn)), h);
+    EXPECT_LE(eps_gptq, eps_rtn) << label;
+  }
+}
+
+TEST(Gptq, ShortLastGroupHasItsOwnRange) {
+  // RTN on 40 columns with g16: the last group (8 columns) gets parameters from
+  // its own 8 values only, so a large value in it does not widen group 1.
+  MatrixF w = test::random_weights(4, 40, 2);
+  w(0, 37) = 1.0f;
+  GptqOptions rtn;
+  rtn.error_feedback = false;
+  const QuantizedMatrix q = gptq_quantize(w, MatrixD(), QuantSpec::parse("4b-g16-noact"), rtn);
+  ASSERT_EQ(q.parts.size(), 1u);
+  EXPECT_EQ(q.parts[0].num_groups, 3);
+  for (int i = 0; i < 4; ++i)
+    for (int g = 0; g < 3; ++g) {
+      const int width = g < 2 ? 16 : 8;
+      const auto seg = w.row(i).segment(16 * g, width);
+      const GroupParams p = group_params(seg.minCoeff(), seg.maxCoeff(), 4, false);
+      EXPECT_EQ(q.parts[0].scales[i * 3 + g], float_to_fp16(p.scale)) << i << " " << g;
+      for (int j = 0; j < width; ++j)
+        EXPECT_EQ(q.codes[i * 40 + 16 * g + j], quantize_value(seg[j], p.scale, p.zero, 15));
+    }
 }
 
 TEST(Gptq, RtnIsPlainRounding) {

@@ -55,11 +55,20 @@ TEST_F(LayerCommand, LowRankAndOutputFile) {
   EXPECT_EQ(file->metadata().at("spec"), "50%3b-g32+50%2b-g32");
 }
 
-TEST_F(LayerCommand, GroupThatDoesNotDivideIsAnInputError) {
+TEST_F(LayerCommand, GroupWiderThanTheLayerIsAnInputError) {
   const auto r = test::run_amlq(base() + " --bits 4 --group 128");
   EXPECT_EQ(r.exit_code, 3) << r.output;
-  EXPECT_NE(r.output.find("group size 128 does not divide"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("group size 128 exceeds the 64 columns of part 1"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("w.safetensors"), std::string::npos) << r.output;
+}
+
+TEST_F(LayerCommand, GroupThatDoesNotDivideEndsWithAShortGroup) {
+  const std::string out = dir.file("g24.safetensors");
+  const auto r = test::run_amlq(base() + " --bits 4 --group 24 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // 64 = 24 + 24 + 16: 3 groups per row, (4 * 64 + 20 * 3) / 64 bits per weight.
+  EXPECT_NE(r.output.find("bpw       4.937500"), std::string::npos) << r.output;
+  EXPECT_EQ(SafetensorsFile::open(out)->info("part0.scales").shape, (std::vector<int64_t>{16, 3}));
 }
 
 TEST_F(LayerCommand, FileWithTwoTensorsIsAnInputError) {

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.h"
+#include "core/error.h"
 #include "lowrank/factor_rounding.h"
 #include "quant/cost_model.h"
 #include "quant/gptq.h"
@@ -37,7 +38,8 @@ TEST(Pack, RoundTripEveryBitWidthAndOddShapes) {
     const char* group;
   };
   for (int bits = 2; bits <= 8; ++bits) {
-    for (const Shape s : {Shape{1, 37, "row"}, Shape{5, 33, "row"}, Shape{3, 96, "g32"}, Shape{7, 160, "g32"}}) {
+    for (const Shape s : {Shape{1, 37, "row"}, Shape{5, 33, "row"}, Shape{3, 96, "g32"}, Shape{7, 160, "g32"},
+                          Shape{4, 37, "g16"}, Shape{6, 172, "g32"}, Shape{2, 172, "g64"}}) {  // short last groups
       const QuantSpec spec = QuantSpec::parse(fmt::format("{}b-{}", bits, s.group));
       const MatrixF w = test::random_weights(s.rows, s.cols, 100 + bits);
       const MatrixD h = test::realistic_hessian(s.cols, 200 + bits);
@@ -60,6 +62,50 @@ TEST(Pack, RoundTripMixedPartsAndStaticGroups) {
     const PackedLinear packed = pack_linear("l", q, nullptr, LowRankMethod::None);
     expect_same_codes(unpack_codes(packed), q);
     EXPECT_EQ(dequantize(packed, false), dequantize(q)) << label;
+  }
+}
+
+TEST(Pack, RoundTripShortLastGroups) {
+  // 172 columns as the real model's mlp.down_proj; every spec leaves a shorter
+  // last group somewhere, including static groups over the original columns.
+  const MatrixF w = test::random_weights(11, 172, 12);
+  const MatrixD h = test::realistic_hessian(172, 13);
+  for (const char* label : {"3b-g32", "5b-g64-sym", "25%8b-g64+75%2b-g32", "98%3b-g16+2%4b-row", "4b-g32-static",
+                            "6b-g128-noact"}) {
+    const QuantizedMatrix q = gptq_quantize(w, h, QuantSpec::parse(label), GptqOptions{});
+    int groups_per_row = 0;
+    for (const auto& part : q.parts) groups_per_row += part.num_groups;
+    const PackedLinear packed = pack_linear("l", q, nullptr, LowRankMethod::None);
+    for (size_t p = 0; p < packed.parts.size(); ++p) {
+      const auto& pp = packed.parts[p];
+      EXPECT_EQ(pp.num_groups, (pp.col_end - pp.col_begin + pp.group - 1) / pp.group) << label;
+      EXPECT_EQ(pp.zeros.size(), size_t(11 * packed::words_per_row(pp.num_groups, pp.bits))) << label;
+    }
+    expect_same_codes(unpack_codes(packed), q);
+    EXPECT_EQ(dequantize(packed, false), dequantize(q)) << label;
+    EXPECT_EQ(packed.bpw, bits_per_weight(q.spec, 11, 172, 0, FactorFormat::Fp16)) << label;
+    // The cost model charges exactly the stored groups: 16-bit scale + b-bit zero each.
+    double stored_bits = 0;
+    for (const auto& part : q.parts)
+      stored_bits += double(part.bits) * (part.col_end - part.col_begin) + (16.0 + part.bits) * part.num_groups;
+    EXPECT_DOUBLE_EQ(packed.bpw, stored_bits / 172) << label << " " << groups_per_row << " groups";
+  }
+}
+
+TEST(Pack, UnpackRejectsAGroupCountThatDoesNotMatch) {
+  const MatrixF w = test::random_weights(3, 37, 14);
+  const QuantizedMatrix q = gptq_quantize(w, test::realistic_hessian(37, 15), QuantSpec::parse("4b-g16"), GptqOptions{});
+  PackedLinear packed = pack_linear("layers.0.mlp.down_proj", q, nullptr, LowRankMethod::None);
+  ASSERT_EQ(packed.parts[0].num_groups, 3);
+  // Two groups of 16 would leave columns 32..36 without parameters.
+  packed.parts[0].num_groups = 2;
+  packed.parts[0].scales.resize(3 * 2);
+  try {
+    unpack_codes(packed);
+    FAIL() << "2 groups of 16 for 37 columns accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layers.0.mlp.down_proj"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected ceil(37 / 16) = 3"), std::string::npos) << e.what();
   }
 }
 

@@ -40,5 +40,6 @@ class CpuBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+void bind_cpu_backend_device(int) {}
 
 }  // namespace amlq
