@@ -36,7 +36,7 @@ PY
 start=$(date +%s.%N)
 fp=$("$amlq" eval "$model" --data "$test" --seqlen 512 --json 2>/dev/null)
 fp_s=$(python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.1f}')" "$start")
-fp_ppl=$(python3 -c "import json,sys; print(f'{json.loads(sys.argv[1])[\"ppl\"]:.2f}')" "$fp")
+fp_ppl=$(python3 -c "import json,sys; print(f'{json.loads(sys.argv[1])[\"perplexity\"]:.2f}')" "$fp")
 rows+=("| FP32 | 32.000 | $fp_ppl | $fp_s (eval) |")
 commands+=("amlq eval $model --data $test --seqlen 512")
 
