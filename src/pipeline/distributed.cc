@@ -29,8 +29,9 @@ namespace {
 
 template <typename T>
 void append(std::vector<std::byte>& out, const T* data, size_t n) {
-  const auto* p = reinterpret_cast<const std::byte*>(data);
-  out.insert(out.end(), p, p + n * sizeof(T));
+  const size_t at = out.size();
+  out.resize(at + n * sizeof(T));
+  if (n > 0) std::memcpy(out.data() + at, data, n * sizeof(T));
 }
 
 template <typename T>
