@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "quant/gptq.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "kernels/cuda_check.h"
@@ -163,14 +164,9 @@ QuantizedMatrix CudaBackend::quantize(const MatrixF& w, const MatrixD& h, const 
                                       const GptqOptions& options) {
   const int m = static_cast<int>(w.rows());
   const int n = static_cast<int>(w.cols());
-  spec.validate(m, n, "matrix");
+  check_quantize_inputs(w, h, spec, options);
   const bool feedback = options.error_feedback;
   const bool have_h = h.size() > 0;
-  AMLQ_ASSERT(!feedback || have_h, "GPTQ needs a Hessian");
-  if (have_h) AMLQ_ASSERT(h.rows() == n && h.cols() == n, "Hessian is {} x {}, weight has {} columns", h.rows(), h.cols(), n);
-  AMLQ_ASSERT(options.block_size > 0, "block size {}", options.block_size);
-  AMLQ_REQUIRE(w.allFinite(), "weight matrix [{} x {}] contains NaN or inf", m, n);
-  if (have_h) AMLQ_REQUIRE(h.allFinite(), "Hessian [{} x {}] contains NaN or inf", n, n);
   cudaStream_t stream = ctx_.stream();
 
   // Without a Hessian (RTN only) there is no act-order and no dead column.

@@ -32,11 +32,6 @@ ModelWeights load_any_model(const std::string& path) {
   return weights;
 }
 
-bool is_id_file(const std::string& path) {
-  const auto ext = std::filesystem::path(path).extension().string();
-  return ext == ".u16" || ext == ".u32" || ext == ".npy";
-}
-
 // The tokenizer: --tokenizer, else the model's directory (a checkpoint dir, or
 // the folder of an .h5 file).
 std::unique_ptr<Tokenizer> open_tokenizer(const std::string& model, const std::string& tokenizer_path) {
@@ -62,7 +57,7 @@ void run_eval(const EvalOptions& o, const GlobalOptions& global) {
   if (o.max_windows < 0) AMLQ_FAIL(Usage, "--max-windows {} must be >= 0", o.max_windows);
   const ModelWeights weights = load_any_model(o.model);
   std::unique_ptr<Tokenizer> tokenizer;
-  if (!is_id_file(o.data)) tokenizer = open_tokenizer(o.model, o.tokenizer);
+  if (!is_token_id_file(o.data)) tokenizer = open_tokenizer(o.model, o.tokenizer);
   const std::vector<int32_t> ids = load_token_ids(o.data, tokenizer.get(), weights.config.vocab_size);
   AMLQ_LOG_INFO("{}: {} tokens{}", o.data, ids.size(),
                 tokenizer ? fmt::format(" ({})", tokenizer->description()) : std::string());

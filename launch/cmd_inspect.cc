@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "io/hdf5/model_summary.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -12,12 +13,6 @@
 
 namespace amlq::cli {
 namespace {
-
-std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
 
 void inspect_checkpoint(const std::string& path) {
   const ModelConfig config = load_model_config(path);

@@ -1,3 +1,4 @@
+#include "core/format.h"
 #include "io/hdf5/model_summary.h"
 
 #include <fmt/format.h>
@@ -11,16 +12,6 @@
 namespace amlq {
 
 namespace {
-
-std::string with_commas(int64_t n) {
-  const std::string digits = std::to_string(n);
-  std::string s;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0 && digits[i - 1] != '-') s += ',';
-    s += digits[i];
-  }
-  return s;
-}
 
 std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
 

@@ -97,6 +97,11 @@ std::vector<int32_t> load_npy(const std::string& path, const std::string& data) 
 
 }  // namespace
 
+bool is_token_id_file(const std::string& path) {
+  const std::string ext = std::filesystem::path(path).extension().string();
+  return ext == ".u16" || ext == ".u32" || ext == ".npy";
+}
+
 std::vector<int32_t> load_token_ids(const std::string& path, const Tokenizer* tokenizer, int vocab_size) {
   const std::string ext = std::filesystem::path(path).extension().string();
   const std::string data = read_file(path);

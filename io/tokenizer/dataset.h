@@ -15,6 +15,8 @@ namespace amlq {
 // files (an Input error for text). Ids outside [0, vocab_size): Input error naming
 // the file and the position. vocab_size <= 0 skips that check.
 std::vector<int32_t> load_token_ids(const std::string& path, const Tokenizer* tokenizer, int vocab_size);
+// True for the extensions load_token_ids reads as ids (.u16, .u32, .npy): no tokenizer needed.
+bool is_token_id_file(const std::string& path);
 
 struct CalibrationSpec {
   int num_samples = 128;

@@ -17,13 +17,9 @@
 
 namespace amlq {
 
-std::string linear_name(int layer, const std::string& linear) {
-  return fmt::format("model.layers.{}.{}", layer, linear);
-}
-
 void measure_linear(Backend& backend, const QuantizeOptions& options, const std::string& name, const MatrixF& w,
-                    const SiteStatistics& stats, const QuantSpec& spec, const std::vector<int>& ranks,
-                    std::vector<Candidate>& out) {
+                    const SiteStatistics& stats, double weight_norm_h, const QuantSpec& spec,
+                    const std::vector<int>& ranks, std::vector<Candidate>& out) {
   const int rows = static_cast<int>(w.rows());
   const int cols = static_cast<int>(w.cols());
   GptqOptions gptq = options.gptq;
@@ -38,10 +34,12 @@ void measure_linear(Backend& backend, const QuantizeOptions& options, const std:
   std::optional<LowRankDecomposition> decomposition;
   LowRankOptions lowrank_options;
   lowrank_options.damp = options.gptq.damp;
+  lowrank_options.weight_norm_h = weight_norm_h;
   if (lowrank)
     decomposition.emplace(decompose_error(backend, w, w_hat, stats.hessian, stats.act_scale, options.lowrank,
                                           max_rank, lowrank_options));
-  const double eps0 = normalized_error(w, w_hat, stats.hessian);
+  const MatrixF error = w - w_hat;
+  const double eps0 = normalize_error(weighted_sq_norm(error, stats.hessian), weight_norm_h);
   for (int r : ranks) {
     if (r > std::min(rows, cols)) continue;
     if (r > 0 && !lowrank) continue;
@@ -59,7 +57,7 @@ std::vector<LinearTask> linear_tasks(const ModelConfig& config, LayerBlock layer
   const auto linears = decoder_linears(config);
   for (int layer = layers.first; layer < layers.end; ++layer)
     for (size_t j = 0; j < linears.size(); ++j)
-      tasks.push_back({layer, static_cast<int>(j), linear_name(layer, linears[j].name)});
+      tasks.push_back({layer, static_cast<int>(j), layer_tensor_name(layer, linears[j].name)});
   return tasks;
 }
 
@@ -96,7 +94,10 @@ MeasurementTable measure_linears(Backend& backend, const QuantizeOptions& option
     row.cols = spec.cols;
     Timer timer;
     const auto specs = space.applicable_specs(spec.rows, spec.cols, row.name);
-    for (const auto& s : specs) measure_linear(backend, options, row.name, w, site, s, space.ranks, row.candidates);
+    // The normalizer tr(W H W^T) is the same for every candidate of this linear.
+    const double weight_norm_h = weighted_sq_norm(w, site.hessian);
+    for (const auto& s : specs)
+      measure_linear(backend, options, row.name, w, site, weight_norm_h, s, space.ranks, row.candidates);
     const auto best = std::min_element(row.candidates.begin(), row.candidates.end(),
                                        [](const Candidate& a, const Candidate& b) { return a.eps < b.eps; });
     AMLQ_LOG_INFO("[{}/{}] {} {} specs x {} ranks -> {} candidates, best eps={:.2e} {:.2f}s", ++done, tasks.size(),

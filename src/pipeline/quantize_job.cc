@@ -44,9 +44,8 @@ std::string hash_of(std::initializer_list<std::string> parts) {
 
 std::vector<int32_t> load_ids(const std::string& model_dir, const std::string& data, int vocab_size) {
   // Id files need no tokenizer; text is tokenized with the model's own.
-  const auto ext = fs::path(data).extension().string();
   std::unique_ptr<Tokenizer> tokenizer;
-  if (ext != ".u16" && ext != ".u32" && ext != ".npy") tokenizer = load_tokenizer(model_dir);
+  if (!is_token_id_file(data)) tokenizer = load_tokenizer(model_dir);
   return load_token_ids(data, tokenizer.get(), vocab_size);
 }
 

@@ -47,9 +47,10 @@ std::vector<LayerCalibration> calibrate_stage(Backend& backend, const QuantizeOp
 // Quantizes one linear at one spec, then derives the error of every rank from
 // one decomposition. Appends one Candidate per rank (ranks above min(rows, cols)
 // are skipped).
+// weight_norm_h: tr(W H W^T), the normalizer shared by all of the linear's candidates.
 void measure_linear(Backend& backend, const QuantizeOptions& options, const std::string& name, const MatrixF& w,
-                    const SiteStatistics& stats, const QuantSpec& spec, const std::vector<int>& ranks,
-                    std::vector<Candidate>& out);
+                    const SiteStatistics& stats, double weight_norm_h, const QuantSpec& spec,
+                    const std::vector<int>& ranks, std::vector<Candidate>& out);
 
 // Measurement rows for `tasks`, in task order, computed on options.threads
 // threads. Logs one progress line per linear.
@@ -75,8 +76,6 @@ std::vector<std::string> passthrough_names(const Checkpoint& checkpoint, const M
 std::vector<PassthroughTensor> passthrough_tensors(const Checkpoint& checkpoint, const ModelConfig& config,
                                                    const std::function<bool(const std::string&)>& wanted);
 
-// "model.layers.3.mlp.down_proj"
-std::string linear_name(int layer, const std::string& linear);
 const LayerCalibration& layer_statistics(const CalibrationStats& stats, int layer);
 MatrixF read_linear_weight(const Checkpoint& checkpoint, const LinearSpec& spec, int layer);
 

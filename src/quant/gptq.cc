@@ -111,17 +111,24 @@ bool inverse_cholesky_upper(const MatrixD& h, MatrixD& u) {
   return inverse_cholesky_upper_reversed(reversed, u);
 }
 
-QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
+void check_quantize_inputs(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
   const int m = static_cast<int>(w.rows());
   const int n = static_cast<int>(w.cols());
   spec.validate(m, n, "matrix");
-  const bool feedback = options.error_feedback;
   const bool have_h = h.size() > 0;
-  AMLQ_ASSERT(!feedback || have_h, "GPTQ needs a Hessian");
+  AMLQ_ASSERT(!options.error_feedback || have_h, "GPTQ needs a Hessian");
   if (have_h) AMLQ_ASSERT(h.rows() == n && h.cols() == n, "Hessian is {} x {}, weight has {} columns", h.rows(), h.cols(), n);
   AMLQ_ASSERT(options.block_size > 0, "block size {}", options.block_size);
   AMLQ_REQUIRE(all_finite(w.data(), w.size()), "weight matrix [{} x {}] contains NaN or inf", m, n);
   if (have_h) AMLQ_REQUIRE(all_finite(h.data(), h.size()), "Hessian [{} x {}] contains NaN or inf", n, n);
+}
+
+QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
+  const int m = static_cast<int>(w.rows());
+  const int n = static_cast<int>(w.cols());
+  check_quantize_inputs(w, h, spec, options);
+  const bool feedback = options.error_feedback;
+  const bool have_h = h.size() > 0;
 
   QuantizedMatrix out;
   out.rows = m;

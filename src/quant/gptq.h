@@ -9,6 +9,10 @@ namespace amlq {
 // GPTQ of w (m x n) under the undamped Hessian h (n x n), or RTN when
 // !options.error_feedback (h may then be empty: no act-order, no dead columns).
 // Dampening, dead columns, act-order and static groups are handled here.
+// The checks every backend's quantize makes first: the spec fits the shape,
+// shapes agree, a Hessian is present for GPTQ, and W and H are finite.
+void check_quantize_inputs(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options);
+
 QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options);
 
 // U upper triangular with h^-1 = U^T U (h symmetric positive definite, already

@@ -100,8 +100,9 @@ TEST(LowRank, StoredFactorsErrorIsCloseToUnrounded) {
     for (FactorFormat format : {FactorFormat::Fp16, FactorFormat::Int8}) {
       const LowRankFactors f = d.factors(8, format);
       ASSERT_EQ(f.rank(), 8);
-      if (format == FactorFormat::Fp16)
+      if (format == FactorFormat::Fp16) {
         for (Eigen::Index i = 0; i < f.a.size(); ++i) EXPECT_EQ(f.a.data()[i], round_to_fp16(f.a.data()[i]));
+      }
       const double stored = lowrank_eps(p.w, p.w_hat, p.h, f);
       // The rounding perturbs the correction, not the residual: a small fraction of eps(0).
       EXPECT_NEAR(stored, d.eps_at(8), (format == FactorFormat::Fp16 ? 1e-4 : 2e-2) * d.eps_at(0))

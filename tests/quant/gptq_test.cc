@@ -99,7 +99,9 @@ TEST_P(GptqMatchesObq, SameCodesAndError) {
   opt.block_size = c.block;
   const QuantizedMatrix q = gptq_quantize(w, h, spec, opt);
   const ReferenceResult ref = reference_obq(w, h, spec, opt.damp);
-  if (spec.act_order) EXPECT_EQ(std::vector<int>(q.perm.begin(), q.perm.end()), ref.perm);
+  if (spec.act_order) {
+    EXPECT_EQ(std::vector<int>(q.perm.begin(), q.perm.end()), ref.perm);
+  }
   size_t differ = 0;
   for (size_t i = 0; i < ref.codes.size(); ++i) differ += ref.codes[i] != q.codes[i];
   // float (solver) vs double (reference) updates could flip a code sitting on a
