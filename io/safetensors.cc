@@ -231,6 +231,7 @@ const std::string& Checkpoint::file_of(const std::string& name) const {
 
 const SafetensorsFile& Checkpoint::shard(const std::string& name) const {
   const std::string& file = file_of(name);
+  std::lock_guard<std::mutex> lock(*shards_mutex_);
   auto it = open_shards_.find(file);
   if (it == open_shards_.end()) it = open_shards_.emplace(file, SafetensorsFile::open(file)).first;
   return *it->second;
@@ -239,5 +240,25 @@ const SafetensorsFile& Checkpoint::shard(const std::string& name) const {
 const TensorInfo& Checkpoint::info(const std::string& name) const { return shard(name).info(name); }
 std::span<const std::byte> Checkpoint::raw(const std::string& name) const { return shard(name).raw(name); }
 TensorF32 Checkpoint::read_f32(const std::string& name) const { return shard(name).read_f32(name); }
+
+void Checkpoint::read_rows_f32(const std::string& name, int64_t first, int64_t count, float* out) const {
+  const auto& t = info(name);
+  if (t.shape.size() != 2) AMLQ_FAIL(Input, "{}: tensor '{}' is not a matrix", file_of(name), name);
+  if (!is_float(t.dtype)) AMLQ_FAIL(Input, "{}: tensor '{}': dtype {} is not floating-point", file_of(name), name,
+                                    dtype_name(t.dtype));
+  AMLQ_ASSERT(first >= 0 && count >= 0 && first + count <= t.shape[0], "rows [{}, {}) of {} in '{}'", first,
+              first + count, t.shape[0], name);
+  const int64_t cols = t.shape[1];
+  const auto bytes = raw(name);
+  const size_t row_bytes = static_cast<size_t>(cols) * dtype_size(t.dtype);
+  convert_to_f32(t.dtype, bytes.data() + static_cast<size_t>(first) * row_bytes, static_cast<size_t>(count * cols),
+                 out);
+}
+
+uint64_t Checkpoint::total_bytes() const {
+  uint64_t total = 0;
+  for (const auto& [name, file] : shard_of_) total += info(name).nbytes();
+  return total;
+}
 
 }  // namespace amlq

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -69,6 +70,11 @@ class Checkpoint {
   const TensorInfo& info(const std::string& name) const;
   std::span<const std::byte> raw(const std::string& name) const;
   TensorF32 read_f32(const std::string& name) const;
+  // Rows [first, first + count) of a 2-D tensor converted to float32 (only
+  // those pages of the mapping are touched).
+  void read_rows_f32(const std::string& name, int64_t first, int64_t count, float* out) const;
+  // Bytes of every tensor in the file(s), in their stored dtypes.
+  uint64_t total_bytes() const;
   // The file a tensor lives in (for error messages and resume hashes).
   const std::string& file_of(const std::string& name) const;
 
@@ -76,6 +82,8 @@ class Checkpoint {
   const SafetensorsFile& shard(const std::string& name) const;
   std::string path_;
   std::map<std::string, std::string> shard_of_;  // tensor -> file path
+  // Shards open on first use; worker threads read tensors concurrently.
+  mutable std::shared_ptr<std::mutex> shards_mutex_ = std::make_shared<std::mutex>();
   mutable std::map<std::string, std::shared_ptr<const SafetensorsFile>> open_shards_;
 };
 

@@ -18,6 +18,7 @@ struct QuantizeCliOptions {
   std::string quantizer = "gptq";
   std::string lowrank = "whiten";
   std::string factor_format = "fp16";
+  std::string sequential = "none";
   bool consecutive = false;
   bool json = false;
 };
@@ -42,9 +43,11 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
       ->capture_default_str();
   cmd->add_option("--factor-format", o.factor_format, "Low-rank factor storage: fp16 or int8")->capture_default_str();
   cmd->add_option("--damp", j.gptq.damp, "GPTQ dampening lambda")->capture_default_str();
-  cmd->add_flag("--sequential", j.sequential, "Feed quantized layer outputs to the next layer during calibration");
-  cmd->add_option("--sequential-spec", j.sequential_spec, "Spec layers are quantized with for --sequential")
-      ->capture_default_str();
+  cmd->add_option("--sequential", o.sequential,
+                  "Statistics the pack pass quantizes with: none (FP activations), layer (outputs of the quantized "
+                  "earlier layers) or true (also inside each layer, as GPTQ's --true-sequential)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "layer", "true"}));
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
   cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (default: the global --threads)");
   cmd->add_option("--samples-per-block", j.samples_per_block,
@@ -76,6 +79,7 @@ QuantizeOptions resolve(const QuantizeCliOptions& o) {
   j.lowrank = parse_lowrank_method(o.lowrank);
   j.factor_format = parse_factor_format(o.factor_format);
   j.calib_spec.random_offsets = !o.consecutive;
+  j.sequential = parse_sequential_mode(o.sequential);
   if (j.target_bpw <= 0) AMLQ_FAIL(Usage, "--target-bpw must be positive, got {}", j.target_bpw);
   if (j.calib_spec.num_samples <= 0 || j.calib_spec.seqlen <= 1)
     AMLQ_FAIL(Usage, "--calib-samples must be >= 1 and --calib-seqlen >= 2");

@@ -321,4 +321,21 @@ QuantizedModel read_quantized_model(const std::string& path, bool load_tensors) 
   }
 }
 
+PackedLinear read_quantized_linear(const std::string& path, const std::string& name) {
+  h5::quiet_hdf5_errors();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) AMLQ_FAIL(Input, "{}: no such file", path);
+  try {
+    const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+    if (is_hdf5 <= 0) AMLQ_FAIL(Input, "not an HDF5 file");
+    const h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+    read_header(file.get());
+    const Group linears = group_at(file.get(), "linears", "/linears");
+    return read_linear(linears.get(), name, true);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Internal) throw;
+    AMLQ_FAIL(Input, "{}: {}", path, e.what());
+  }
+}
+
 }  // namespace amlq

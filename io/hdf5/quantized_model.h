@@ -61,4 +61,7 @@ void write_quantized_model(const std::string& path, const QuantizedModel& model)
 // object or a shape that disagrees with the attributes.
 QuantizedModel read_quantized_model(const std::string& path, bool load_tensors = true);
 
+// One linear (with its tensors) of such a file, validated as read_quantized_model does.
+PackedLinear read_quantized_linear(const std::string& path, const std::string& name);
+
 }  // namespace amlq

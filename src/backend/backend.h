@@ -28,8 +28,12 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
   virtual bool supports(BackendOp op) const = 0;
+  // Peak device memory this backend allocated so far (0 for host-only backends).
+  virtual int64_t peak_device_bytes() const { return 0; }
 
-  // h += x^T x and abs_sum += column sums of |x| (x: tokens x n), in fp64.
+  // h += x^T x and abs_sum += column sums of |x| (x: tokens x n). The product of
+  // one call may be formed in fp32 (METHOD.md 1: fp32 within a block); it is
+  // added to h in fp64. Results must not depend on the number of threads.
   // The caller scales by 2/N (METHOD.md 1) once all tokens are in.
   virtual void accumulate_hessian(const MatrixF& x, MatrixD& h, VectorD& abs_sum) = 0;
 

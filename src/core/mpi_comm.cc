@@ -82,11 +82,25 @@ Communicator Communicator::split_node_local() const {
 }
 
 namespace {
-// MPI counts are int; large buffers go in chunks.
-constexpr size_t kMaxChunk = size_t{1} << 30;
 constexpr int kFailureTag = 32001;
+constexpr int kGatherTag = 32002;
 double g_wait_timeout = -1;
 }  // namespace
+
+size_t mpi_chunk_bytes() {
+  // MPI counts are int: every payload goes in chunks below 2^31 bytes. A test
+  // may force tiny chunks (AMLQ_MPI_CHUNK_BYTES=4096) to exercise the chunked path.
+  static const size_t chunk = [] {
+    constexpr size_t kDefault = size_t{1} << 30;
+    const char* env = std::getenv("AMLQ_MPI_CHUNK_BYTES");
+    if (!env || !*env) return kDefault;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(env, &end, 10);
+    if (end == env || *end != '\0' || v == 0 || v > kDefault) return kDefault;
+    return static_cast<size_t>(v);
+  }();
+  return chunk;
+}
 
 RemoteFailure::RemoteFailure(int rank, ErrorKind kind, const std::string& message)
     : Error(kind, fmt::format("rank {}: {}", rank, message)), rank_(rank) {}
@@ -151,8 +165,8 @@ void Communicator::barrier() const {
 }
 
 void Communicator::broadcast(std::span<std::byte> data, int root) const {
-  for (size_t off = 0; off < data.size(); off += kMaxChunk) {
-    const int n = static_cast<int>(std::min(kMaxChunk, data.size() - off));
+  for (size_t off = 0; off < data.size(); off += mpi_chunk_bytes()) {
+    const int n = static_cast<int>(std::min(mpi_chunk_bytes(), data.size() - off));
     MPI_Request request;
     AMLQ_CHECK_MPI(MPI_Ibcast(data.data() + off, n, MPI_BYTE, root, comm_, &request));
     wait(request, "broadcast");
@@ -167,7 +181,7 @@ void Communicator::broadcast_string(std::string& s, int root) const {
 }
 
 void Communicator::allreduce_sum(std::span<double> data) const {
-  const size_t chunk = kMaxChunk / sizeof(double);
+  const size_t chunk = std::max<size_t>(1, mpi_chunk_bytes() / sizeof(double));
   for (size_t off = 0; off < data.size(); off += chunk) {
     const int n = static_cast<int>(std::min(chunk, data.size() - off));
     MPI_Request request;
@@ -179,7 +193,7 @@ void Communicator::allreduce_sum(std::span<double> data) const {
 void Communicator::send(std::span<const std::byte> data, int dest, int tag) const {
   size_t off = 0;
   do {
-    const int n = static_cast<int>(std::min(kMaxChunk, data.size() - off));
+    const int n = static_cast<int>(std::min(mpi_chunk_bytes(), data.size() - off));
     MPI_Request request;
     AMLQ_CHECK_MPI(MPI_Isend(data.data() + off, n, MPI_BYTE, dest, tag, comm_, &request));
     wait(request, "send");
@@ -190,7 +204,7 @@ void Communicator::send(std::span<const std::byte> data, int dest, int tag) cons
 void Communicator::recv(std::span<std::byte> data, int source, int tag) const {
   size_t off = 0;
   do {
-    const int n = static_cast<int>(std::min(kMaxChunk, data.size() - off));
+    const int n = static_cast<int>(std::min(mpi_chunk_bytes(), data.size() - off));
     MPI_Request request;
     AMLQ_CHECK_MPI(MPI_Irecv(data.data() + off, n, MPI_BYTE, source, tag, comm_, &request));
     wait(request, "receive");
@@ -198,34 +212,66 @@ void Communicator::recv(std::span<std::byte> data, int source, int tag) const {
   } while (off < data.size());
 }
 
+std::vector<int64_t> Communicator::allgather_sizes(int64_t mine) const {
+  std::vector<int64_t> sizes(static_cast<size_t>(size_));
+  MPI_Request request;
+  AMLQ_CHECK_MPI(MPI_Iallgather(&mine, 1, MPI_INT64_T, sizes.data(), 1, MPI_INT64_T, comm_, &request));
+  wait(request, "allgather (sizes)");
+  return sizes;
+}
+
 std::vector<std::vector<std::byte>> Communicator::gather_bytes(std::span<const std::byte> mine, int root) const {
-  auto all = allgather_bytes(mine);
-  if (rank_ != root) all.clear();
-  return all;
+  const auto sizes = allgather_sizes(static_cast<int64_t>(mine.size()));
+  std::vector<std::vector<std::byte>> out;
+  if (rank_ != root) {
+    if (!mine.empty()) send(mine, root, kGatherTag);
+    return out;
+  }
+  out.resize(static_cast<size_t>(size_));
+  for (int r = 0; r < size_; ++r) {
+    auto& blob = out[static_cast<size_t>(r)];
+    blob.resize(static_cast<size_t>(sizes[static_cast<size_t>(r)]));
+    if (r == rank_) {
+      std::copy(mine.begin(), mine.end(), blob.begin());
+    } else if (!blob.empty()) {
+      recv(blob, r, kGatherTag);
+    }
+  }
+  return out;
 }
 
 std::vector<std::vector<std::byte>> Communicator::allgather_bytes(std::span<const std::byte> mine) const {
-  AMLQ_REQUIRE(mine.size() < (size_t{1} << 31), "allgather_bytes: blob of {} bytes is too large", mine.size());
-  int my_count = static_cast<int>(mine.size());
-  std::vector<int> counts(static_cast<size_t>(size_));
-  MPI_Request request;
-  AMLQ_CHECK_MPI(MPI_Iallgather(&my_count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm_, &request));
-  wait(request, "allgather (sizes)");
-  std::vector<int> displs(static_cast<size_t>(size_));
-  int64_t total = 0;
+  // Rounds of MPI_Iallgatherv, each moving at most one chunk per rank, so no
+  // count or displacement ever exceeds the int range whatever the blob sizes.
+  const auto sizes = allgather_sizes(static_cast<int64_t>(mine.size()));
+  std::vector<std::vector<std::byte>> out(static_cast<size_t>(size_));
+  int64_t largest = 0;
   for (int r = 0; r < size_; ++r) {
-    displs[static_cast<size_t>(r)] = static_cast<int>(total);
-    total += counts[static_cast<size_t>(r)];
+    out[static_cast<size_t>(r)].resize(static_cast<size_t>(sizes[static_cast<size_t>(r)]));
+    largest = std::max(largest, sizes[static_cast<size_t>(r)]);
   }
-  AMLQ_REQUIRE(total < (int64_t{1} << 31), "allgather_bytes: {} bytes in total is too large", total);
-  std::vector<std::byte> all(static_cast<size_t>(total));
-  AMLQ_CHECK_MPI(MPI_Iallgatherv(mine.data(), my_count, MPI_BYTE, all.data(), counts.data(), displs.data(), MPI_BYTE,
-                                 comm_, &request));
-  wait(request, "allgather");
-  std::vector<std::vector<std::byte>> out;
-  for (int r = 0; r < size_; ++r)
-    out.emplace_back(all.begin() + displs[static_cast<size_t>(r)],
-                     all.begin() + displs[static_cast<size_t>(r)] + counts[static_cast<size_t>(r)]);
+  const int64_t chunk = static_cast<int64_t>(mpi_chunk_bytes());
+  const int64_t per_round = std::max<int64_t>(1, chunk / std::max(1, size_));
+  std::vector<int> counts(static_cast<size_t>(size_)), displs(static_cast<size_t>(size_));
+  std::vector<std::byte> round;
+  for (int64_t offset = 0; offset < largest; offset += per_round) {
+    int64_t total = 0;
+    for (int r = 0; r < size_; ++r) {
+      const int64_t n = std::clamp<int64_t>(sizes[static_cast<size_t>(r)] - offset, 0, per_round);
+      counts[static_cast<size_t>(r)] = static_cast<int>(n);
+      displs[static_cast<size_t>(r)] = static_cast<int>(total);
+      total += n;
+    }
+    round.resize(static_cast<size_t>(total));
+    const int my_count = counts[static_cast<size_t>(rank_)];
+    MPI_Request request;
+    AMLQ_CHECK_MPI(MPI_Iallgatherv(mine.data() + (my_count ? offset : 0), my_count, MPI_BYTE, round.data(),
+                                   counts.data(), displs.data(), MPI_BYTE, comm_, &request));
+    wait(request, "allgather");
+    for (int r = 0; r < size_; ++r)
+      std::copy_n(round.begin() + displs[static_cast<size_t>(r)], counts[static_cast<size_t>(r)],
+                  out[static_cast<size_t>(r)].begin() + offset);
+  }
   return out;
 }
 

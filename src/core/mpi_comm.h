@@ -52,6 +52,9 @@ class RemoteFailure : public Error {
 // wait timeout (throwing Distributed), so a failed rank never leaves the others
 // hanging. Default timeout: $AMLQ_MPI_TIMEOUT seconds, else 3600.
 void set_mpi_wait_timeout(double seconds);
+// Largest payload of one MPI call, in bytes: 1 GiB, or $AMLQ_MPI_CHUNK_BYTES
+// (tests force tiny chunks so that the chunked paths run in CI).
+size_t mpi_chunk_bytes();
 double mpi_wait_timeout();
 
 class Communicator {
@@ -78,9 +81,11 @@ class Communicator {
   void allreduce_sum(std::span<double> data) const;
   void send(std::span<const std::byte> data, int dest, int tag) const;
   void recv(std::span<std::byte> data, int source, int tag) const;
+  // Every rank's int64 value, in rank order.
+  std::vector<int64_t> allgather_sizes(int64_t mine) const;
   // Variable-size gather of byte blobs to root; returns one blob per rank on root.
   std::vector<std::vector<std::byte>> gather_bytes(std::span<const std::byte> mine, int root) const;
-  // Every rank gets every rank's blob.
+  // Every rank gets every rank's blob (any sizes: moved in chunks).
   std::vector<std::vector<std::byte>> allgather_bytes(std::span<const std::byte> mine) const;
 
   // Tells every other rank that this one failed (non-blocking, best effort).

@@ -71,6 +71,45 @@ void decoder_layer_forward(Backend& backend, const ModelConfig& config, const De
   }
 }
 
+void decoder_layer_site_input(Backend& backend, const ModelConfig& config, const DecoderLayerWeights& layer,
+                              const RopeTables& rope, const MatrixF& hidden, int batch, int seqlen, InputSite site,
+                              MatrixF& input) {
+  const Eigen::Index tokens = static_cast<Eigen::Index>(batch) * seqlen;
+  AMLQ_ASSERT(hidden.rows() == tokens && hidden.cols() == config.hidden_size, "hidden is {}x{}, expected {}x{}",
+              hidden.rows(), hidden.cols(), tokens, config.hidden_size);
+  const float eps = static_cast<float>(config.rms_norm_eps);
+  const int heads = config.num_heads, kv_heads = config.num_kv_heads, head_dim = config.head_dim;
+  const auto& lin = layer.linears;
+  LayerBuffers& buf = buffers;
+  backend.rms_norm(hidden, layer.input_norm, eps, buf.attn_in);
+  if (site == InputSite::AttnIn) {
+    input.swap(buf.attn_in);
+    return;
+  }
+  linear_forward(backend, lin[0], buf.attn_in, buf.q);
+  linear_forward(backend, lin[1], buf.attn_in, buf.k);
+  linear_forward(backend, lin[2], buf.attn_in, buf.v);
+  backend.rope(buf.q, batch, seqlen, heads, head_dim, rope.cos, rope.sin);
+  backend.rope(buf.k, batch, seqlen, kv_heads, head_dim, rope.cos, rope.sin);
+  backend.attention(buf.q, buf.k, buf.v, batch, seqlen, heads, kv_heads, head_dim, buf.attn_out);
+  if (site == InputSite::AttnOut) {
+    input.swap(buf.attn_out);
+    return;
+  }
+  linear_forward(backend, lin[3], buf.attn_out, buf.projected);
+  MatrixF& residual = buf.mlp_out;  // scratch until mlp_out is computed
+  residual = hidden + buf.projected;
+  backend.rms_norm(residual, layer.post_attention_norm, eps, buf.mlp_in);
+  if (site == InputSite::MlpIn) {
+    input.swap(buf.mlp_in);
+    return;
+  }
+  linear_forward(backend, lin[4], buf.mlp_in, buf.gate);
+  linear_forward(backend, lin[5], buf.mlp_in, buf.up);
+  backend.swiglu(buf.gate, buf.up, buf.mlp_out);
+  input.swap(buf.mlp_out);
+}
+
 void release_forward_buffers() { buffers = LayerBuffers(); }
 
 MatrixF embed(const ModelWeights& weights, std::span<const int32_t> ids) {

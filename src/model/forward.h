@@ -31,6 +31,14 @@ void linear_forward(Backend& backend, const LinearWeights& weights, const Matrix
 void decoder_layer_forward(Backend& backend, const ModelConfig& config, const DecoderLayerWeights& layer,
                            const RopeTables& rope, MatrixF& hidden, int batch, int seqlen, LayerInputs* captured);
 
+// The input of one site (attn_in, attn_out, mlp_in or mlp_out) of the layer for
+// `hidden`, computing only as much of the layer as that needs; hidden is not
+// changed. For true-sequential GPTQ, where a site's input must be recomputed
+// through the already quantized linears before it.
+void decoder_layer_site_input(Backend& backend, const ModelConfig& config, const DecoderLayerWeights& layer,
+                              const RopeTables& rope, const MatrixF& hidden, int batch, int seqlen, InputSite site,
+                              MatrixF& input);
+
 // decoder_layer_forward keeps its activation buffers (per thread) between
 // calls; this frees them, e.g. before a memory-hungry step.
 void release_forward_buffers();

@@ -1,5 +1,7 @@
 #include "model/hessian_accumulator.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 
 namespace amlq {
@@ -20,7 +22,10 @@ void HessianAccumulator::add(Backend& backend, const MatrixF& x, int64_t first_s
   }
   AMLQ_ASSERT(first_sample == next_sample_, "samples out of order: got {}, expected {}", first_sample, next_sample_);
   const int64_t tokens_per_sample = x.rows() / num_samples;
-  MatrixF sample(tokens_per_sample, n_);
+  // One backend call per sample: the fp32 product of a sample's tokens is added
+  // to the block in fp64 in sample order, so neither the micro-batch size nor the
+  // replica split changes a single bit (and fp32 rounding stays within a sample).
+  thread_local MatrixF sample;
   for (int s = 0; s < num_samples; ++s) {
     const int64_t index = first_sample + s;
     if (!current_open_) {
@@ -28,8 +33,12 @@ void HessianAccumulator::add(Backend& backend, const MatrixF& x, int64_t first_s
                       VectorD::Zero(n_)};
       current_open_ = true;
     }
-    sample = x.middleRows(s * tokens_per_sample, tokens_per_sample);
-    backend.accumulate_hessian(sample, current_.h, current_.abs_sum);
+    if (num_samples == 1) {
+      backend.accumulate_hessian(x, current_.h, current_.abs_sum);
+    } else {
+      sample = x.middleRows(s * tokens_per_sample, tokens_per_sample);
+      backend.accumulate_hessian(sample, current_.h, current_.abs_sum);
+    }
     current_.tokens += tokens_per_sample;
     if ((index + 1) % samples_per_block_ == 0) {
       push(std::move(current_));
@@ -87,6 +96,59 @@ HessianAccumulator::Node HessianAccumulator::fold() const {
     result.tokens += nodes_[i].tokens;
   }
   return result;
+}
+
+std::vector<HessianAccumulator::Node> HessianAccumulator::take_nodes() {
+  AMLQ_ASSERT(!current_open_, "take_nodes() before finish()");
+  std::vector<Node> out = std::move(nodes_);
+  nodes_.clear();
+  return out;
+}
+
+void HessianAccumulator::fold_in_place() {
+  AMLQ_ASSERT(!current_open_, "call finish() before reading the Hessian");
+  if (nodes_.empty()) AMLQ_FAIL(Numerical, "no calibration tokens reached this layer");
+  // Right to left, as fold(): nodes[i] + (everything after it); fp64 addition is
+  // commutative, so adding in place into nodes[i] gives the same bits.
+  while (nodes_.size() > 1) {
+    Node right = std::move(nodes_.back());
+    nodes_.pop_back();
+    Node& left = nodes_.back();
+    left.h += right.h;
+    left.abs_sum += right.abs_sum;
+    left.tokens += right.tokens;
+    left.end_block = right.end_block;
+  }
+}
+
+HessianAccumulator::Result HessianAccumulator::take_result() {
+  fold_in_place();
+  Node node = std::move(nodes_.back());
+  nodes_.clear();
+  Result r;
+  r.tokens = node.tokens;
+  r.hessian = std::move(node.h);
+  r.hessian *= 2.0 / static_cast<double>(node.tokens);
+  r.act_scale = std::move(node.abs_sum);
+  r.act_scale /= static_cast<double>(node.tokens);
+  return r;
+}
+
+int HessianAccumulator::peak_matrices(int64_t first_block, int64_t blocks) {
+  // Before block b is pushed, the waiting nodes are the aligned power-of-two runs
+  // that tile [first_block, b) from the left; plus the open block itself.
+  int peak = 0;
+  for (int64_t b = first_block; b < first_block + blocks; ++b) {
+    int waiting = 0;
+    for (int64_t at = first_block; at < b;) {
+      int64_t size = 1;
+      while (at % (2 * size) == 0 && at + 2 * size <= b) size *= 2;
+      at += size;
+      ++waiting;
+    }
+    peak = std::max(peak, waiting + 1);
+  }
+  return std::max(peak, 1);
 }
 
 int64_t HessianAccumulator::tokens() const {

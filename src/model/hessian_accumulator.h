@@ -4,8 +4,9 @@
 // samples are batched or split across data-parallel replicas.
 //
 // Samples are grouped into fixed blocks of `samples_per_block` consecutive
-// samples; a block's partial is the fp64 sum of its samples' partials in sample
-// order. Blocks are combined by a pairwise tree aligned to global block indices
+// samples. A block's partial is the fp64 sum of its samples' partials in sample
+// order; a sample's X^T X is formed by the backend (fp32 tiles over the sample's
+// tokens, added in fp64: METHOD.md 1). Blocks are combined by a pairwise tree aligned to global block indices
 // (node [k*2^j, (k+1)*2^j)), and the remaining aligned nodes are folded right to
 // left. A replica owning a block-aligned range produces exactly the tree nodes a
 // single process would, so merging replicas' nodes reproduces the single-process
@@ -49,15 +50,34 @@ class HessianAccumulator {
   // nodes must cover consecutive blocks in order: merge replicas in block order.
   void merge(std::vector<Node> nodes);
 
+  // Moves the nodes out (for sending them to other replicas); the accumulator is then empty.
+  std::vector<Node> take_nodes();
+
   int64_t tokens() const;
-  // (2/N) * sum x x^T, N = tokens. Throws Numerical if no token was seen.
+  // (2/N) * sum x x^T, N = tokens. Throws Numerical if no token was seen. Copies.
   MatrixD hessian() const;
   // mean |x| per channel.
   VectorD act_scale() const;
 
+  // The final statistics without copies: folds the nodes in place (the same
+  // additions as hessian()) and moves the result out; the accumulator is then
+  // empty. Memory stays at the nodes already held.
+  struct Result {
+    MatrixD hessian;
+    VectorD act_scale;
+    int64_t tokens = 0;
+  };
+  Result take_result();
+
+  // Number of n x n fp64 matrices alive at most while `blocks` blocks are added
+  // in order starting at an aligned block (the open block plus the tree nodes
+  // waiting for a sibling): for the memory prediction (docs/DISTRIBUTED.md).
+  static int peak_matrices(int64_t first_block, int64_t blocks);
+
  private:
   void push(Node node);
   Node fold() const;
+  void fold_in_place();
 
   int n_ = 0;
   int samples_per_block_ = 1;

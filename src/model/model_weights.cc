@@ -70,6 +70,23 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& confi
   return w;
 }
 
+MatrixF embed_from_checkpoint(const Checkpoint& ckpt, const ModelConfig& config, std::span<const int32_t> ids) {
+  const std::string name = "model.embed_tokens.weight";
+  if (!ckpt.has(name)) AMLQ_FAIL(Input, "{}: tensor '{}' is missing", ckpt.path(), name);
+  const auto& shape = ckpt.info(name).shape;
+  if (shape != std::vector<int64_t>{config.vocab_size, config.hidden_size})
+    AMLQ_FAIL(Input, "{}: tensor '{}' has shape [{}], config.json implies [{}, {}]", ckpt.file_of(name), name,
+              fmt::join(shape, ", "), config.vocab_size, config.hidden_size);
+  MatrixF out(static_cast<Eigen::Index>(ids.size()), config.hidden_size);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int32_t id = ids[i];
+    AMLQ_REQUIRE(id >= 0 && id < config.vocab_size, "token id {} at position {} is outside the vocabulary [0, {})", id,
+                 i, config.vocab_size);
+    ckpt.read_rows_f32(name, id, 1, out.row(static_cast<Eigen::Index>(i)).data());
+  }
+  return out;
+}
+
 ModelWeights load_model_weights(const std::string& model_dir) {
   const ModelConfig config = load_model_config(model_dir);
   const Checkpoint ckpt = Checkpoint::open(model_dir);

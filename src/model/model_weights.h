@@ -4,6 +4,7 @@
 // the first stage and the head on the last).
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,6 +52,11 @@ struct ModelWeights {
 // disagrees with config.json is an Input error naming the file and the tensor.
 ModelWeights load_model_weights(const Checkpoint& checkpoint, const ModelConfig& config, int first_layer,
                                 int end_layer, bool with_embedding, bool with_head);
+// Embedding rows of `ids` read straight from the (mmapped) checkpoint: only the
+// rows used are converted, so a pipeline stage never holds a float32 copy of the
+// whole embedding. Ids outside the vocabulary: Input error.
+MatrixF embed_from_checkpoint(const Checkpoint& checkpoint, const ModelConfig& config, std::span<const int32_t> ids);
+
 // Everything: MODEL_DIR/config.json + its safetensors.
 ModelWeights load_model_weights(const std::string& model_dir);
 

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -75,14 +76,42 @@ std::vector<HessianAccumulator::Node> deserialize_nodes(std::span<const std::byt
   return nodes;
 }
 
-void merge_replica_statistics(const Communicator& replicas, LayerStatistics& stats) {
+void merge_replica_statistics(const Communicator& replicas, HessianAccumulator& acc) {
   if (replicas.size() == 1) return;
-  for (auto& acc : stats.per_site) {
-    const auto blobs = replicas.allgather_bytes(serialize_nodes(acc.nodes()));
-    HessianAccumulator merged;
-    for (const auto& blob : blobs) merged.merge(deserialize_nodes(blob));
-    acc = std::move(merged);
+  // Node by node, in replica (= sample block) order: every replica pushes the same
+  // nodes in the same order, so all end with the single-process sums. Only one
+  // node is in flight at a time (no serialized copy of a whole layer).
+  std::vector<HessianAccumulator::Node> mine = acc.take_nodes();
+  HessianAccumulator merged;
+  for (int q = 0; q < replicas.size(); ++q) {
+    const bool root = q == replicas.rank();
+    int64_t count = root ? static_cast<int64_t>(mine.size()) : 0;
+    replicas.broadcast(std::as_writable_bytes(std::span(&count, 1)), q);
+    for (int64_t i = 0; i < count; ++i) {
+      HessianAccumulator::Node node;
+      if (root) node = std::move(mine[static_cast<size_t>(i)]);
+      int64_t header[4] = {node.begin_block, node.end_block, node.tokens, node.h.rows()};
+      replicas.broadcast(std::as_writable_bytes(std::span(header, 4)), q);
+      if (!root) {
+        node.begin_block = header[0];
+        node.end_block = header[1];
+        node.tokens = header[2];
+        node.h.resize(header[3], header[3]);
+        node.abs_sum.resize(header[3]);
+      }
+      replicas.broadcast(std::as_writable_bytes(std::span(node.h.data(), static_cast<size_t>(node.h.size()))), q);
+      replicas.broadcast(
+          std::as_writable_bytes(std::span(node.abs_sum.data(), static_cast<size_t>(node.abs_sum.size()))), q);
+      std::vector<HessianAccumulator::Node> one;
+      one.push_back(std::move(node));
+      merged.merge(std::move(one));
+    }
   }
+  acc = std::move(merged);
+}
+
+void merge_replica_statistics(const Communicator& replicas, LayerStatistics& stats) {
+  for (auto& acc : stats.per_site) merge_replica_statistics(replicas, acc);
 }
 
 nlohmann::json linear_metadata(const PackedLinear& l) {
@@ -137,6 +166,73 @@ PackedLinear linear_from_metadata(const nlohmann::json& j) {
   return l;
 }
 
+namespace {
+
+template <typename T>
+void append_vector(std::vector<std::byte>& out, const std::vector<T>& v) {
+  const uint64_t n = v.size();
+  append(out, &n, 1);
+  append(out, v.data(), v.size());
+}
+
+template <typename T>
+void take_vector(std::span<const std::byte>& in, std::vector<T>& v) {
+  uint64_t n = 0;
+  take(in, &n, 1);
+  AMLQ_ASSERT(n <= in.size() / std::max<size_t>(1, sizeof(T)), "packed linear message: {} elements in {} bytes", n,
+              in.size());
+  v.resize(static_cast<size_t>(n));
+  take(in, v.data(), v.size());
+}
+
+}  // namespace
+
+std::vector<std::byte> serialize_packed_linear(const PackedLinear& l) {
+  std::vector<std::byte> out;
+  const std::string meta = linear_metadata(l).dump();
+  const uint64_t meta_len = meta.size();
+  append(out, &meta_len, 1);
+  append(out, meta.data(), meta.size());
+  append_vector(out, l.perm);
+  for (const auto& p : l.parts) {
+    append_vector(out, p.codes);
+    append_vector(out, p.scales);
+    append_vector(out, p.zeros);
+  }
+  append_vector(out, l.a_fp16);
+  append_vector(out, l.b_fp16);
+  append_vector(out, l.a_int8);
+  append_vector(out, l.a_scales);
+  append_vector(out, l.b_int8);
+  append_vector(out, l.b_scales);
+  append_vector(out, l.bias);
+  return out;
+}
+
+PackedLinear deserialize_packed_linear(std::span<const std::byte> in) {
+  uint64_t meta_len = 0;
+  take(in, &meta_len, 1);
+  AMLQ_ASSERT(meta_len <= in.size(), "packed linear message: metadata of {} bytes in {}", meta_len, in.size());
+  std::string meta(static_cast<size_t>(meta_len), '\0');
+  take(in, meta.data(), meta.size());
+  PackedLinear l = linear_from_metadata(nlohmann::json::parse(meta));
+  take_vector(in, l.perm);
+  for (auto& p : l.parts) {
+    take_vector(in, p.codes);
+    take_vector(in, p.scales);
+    take_vector(in, p.zeros);
+  }
+  take_vector(in, l.a_fp16);
+  take_vector(in, l.b_fp16);
+  take_vector(in, l.a_int8);
+  take_vector(in, l.a_scales);
+  take_vector(in, l.b_int8);
+  take_vector(in, l.b_scales);
+  take_vector(in, l.bias);
+  AMLQ_ASSERT(in.empty(), "packed linear message: {} trailing bytes", in.size());
+  return l;
+}
+
 h5::LinearLayout layout_of_metadata(const PackedLinear& l) {
   h5::LinearLayout out;
   out.name = l.name;
@@ -157,6 +253,14 @@ h5::LinearLayout layout_of_metadata(const PackedLinear& l) {
 void write_model_parallel(const Communicator& world, const std::string& final_path, const h5::ModelLayout& layout,
                           const std::vector<PackedLinear>& my_linears,
                           const std::vector<PassthroughTensor>& my_passthrough) {
+  write_model_parallel(
+      world, final_path, layout, static_cast<int>(my_linears.size()),
+      [&](int i) { return my_linears[static_cast<size_t>(i)]; }, my_passthrough);
+}
+
+void write_model_parallel(const Communicator& world, const std::string& final_path, const h5::ModelLayout& layout,
+                          int my_linear_count, const std::function<PackedLinear(int)>& my_linear,
+                          const std::vector<PassthroughTensor>& my_passthrough) {
   // One temporary name for all ranks, chosen by rank 0.
   std::string temp = world.rank() == 0 ? final_path + ".tmp." + std::to_string(::getpid()) : "";
   world.broadcast_string(temp, 0);
@@ -168,7 +272,7 @@ void write_model_parallel(const Communicator& world, const std::string& final_pa
     h5::create_layout(file.get(), layout);
     h5::PropertyList dxpl(AMLQ_HDF5_ID(H5Pcreate(H5P_DATASET_XFER)));
     AMLQ_CHECK_HDF5(H5Pset_dxpl_mpio(dxpl.get(), H5FD_MPIO_INDEPENDENT));
-    for (const auto& l : my_linears) h5::write_linear(file.get(), l, dxpl.get());
+    for (int i = 0; i < my_linear_count; ++i) h5::write_linear(file.get(), my_linear(i), dxpl.get());
     for (const auto& t : my_passthrough) h5::write_passthrough(file.get(), t, dxpl.get());
     file.close();
     world.barrier();

@@ -5,6 +5,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/hash.h"
 
 namespace amlq {
 
@@ -93,6 +94,122 @@ std::string read_json_hash(const std::string& path) {
   } catch (const Error&) {
     return "";
   }
+}
+
+namespace {
+
+std::string text_hash(const std::string& text) {
+  Hasher h;
+  h.update(std::string_view(text));
+  return h.hex();
+}
+
+CheckpointCheck fail_check(CheckpointCheck::State state, std::string reason) {
+  CheckpointCheck c;
+  c.state = state;
+  c.reason = std::move(reason);
+  return c;
+}
+
+}  // namespace
+
+void write_checkpoint_json(const std::string& path, const std::string& kind, const std::string& input_hash,
+                           const nlohmann::json& payload) {
+  nlohmann::json j;
+  j["format"] = kind;
+  j["input_hash"] = input_hash;
+  j["content_hash"] = text_hash(payload.dump());
+  j["payload"] = payload;
+  write_json_file(path, j);
+}
+
+std::optional<nlohmann::json> read_checkpoint_json(const std::string& path, const std::string& kind,
+                                                   const std::string& input_hash, CheckpointCheck& check) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) {
+    check = fail_check(CheckpointCheck::State::Missing, fmt::format("{}: does not exist", path));
+    return std::nullopt;
+  }
+  nlohmann::json j;
+  {
+    std::ifstream in(path);
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      check = fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: damaged (not valid JSON: {})", path, e.what()));
+      return std::nullopt;
+    }
+  }
+  if (!j.is_object() || !j.contains("format") || !j["format"].is_string() || !j.contains("input_hash") ||
+      !j["input_hash"].is_string() || !j.contains("content_hash") || !j["content_hash"].is_string() ||
+      !j.contains("payload")) {
+    check = fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: damaged (not an amlq checkpoint)", path));
+    return std::nullopt;
+  }
+  if (j["format"].get<std::string>() != kind) {
+    check = fail_check(CheckpointCheck::State::Damaged,
+                       fmt::format("{}: holds a '{}', expected '{}'", path, j["format"].get<std::string>(), kind));
+    return std::nullopt;
+  }
+  if (text_hash(j["payload"].dump()) != j["content_hash"].get<std::string>()) {
+    check = fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: damaged (content hash does not verify)", path));
+    return std::nullopt;
+  }
+  if (j["input_hash"].get<std::string>() != input_hash) {
+    check = fail_check(CheckpointCheck::State::Stale, fmt::format("{}: made from other inputs", path));
+    return std::nullopt;
+  }
+  check = CheckpointCheck{CheckpointCheck::State::Valid, ""};
+  return std::move(j["payload"]);
+}
+
+std::string seal_path(const std::string& file) { return file + ".seal.json"; }
+
+void write_seal(const std::string& file, const std::string& kind, const std::string& input_hash) {
+  Hasher h;
+  h.update(hash_file(file));
+  const auto bytes = static_cast<uint64_t>(std::filesystem::file_size(file));
+  write_checkpoint_json(seal_path(file), "amlq-seal", input_hash,
+                        {{"kind", kind}, {"file", std::filesystem::path(file).filename().string()}, {"bytes", bytes},
+                         {"file_hash", h.hex()}});
+}
+
+CheckpointCheck check_seal(const std::string& file, const std::string& kind, const std::string& input_hash) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(file, ec)) return fail_check(CheckpointCheck::State::Missing, fmt::format("{}: does not exist", file));
+  CheckpointCheck check;
+  const auto seal = read_checkpoint_json(seal_path(file), "amlq-seal", input_hash, check);
+  if (!seal) {
+    if (check.state == CheckpointCheck::State::Missing)
+      return fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: has no seal (an interrupted write?)", file));
+    return check;
+  }
+  try {
+    if (seal->at("kind").get<std::string>() != kind)
+      return fail_check(CheckpointCheck::State::Damaged,
+                        fmt::format("{}: sealed as '{}', expected '{}'", file, seal->at("kind").get<std::string>(), kind));
+    const auto size = fs::file_size(file, ec);
+    if (ec || size != seal->at("bytes").get<uint64_t>())
+      return fail_check(CheckpointCheck::State::Damaged,
+                        fmt::format("{}: damaged ({} bytes, the seal says {})", file, size, seal->at("bytes").get<uint64_t>()));
+    Hasher h;
+    h.update(hash_file(file));
+    if (h.hex() != seal->at("file_hash").get<std::string>())
+      return fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: damaged (content hash does not verify)", file));
+  } catch (const nlohmann::json::exception& e) {
+    return fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: malformed seal: {}", seal_path(file), e.what()));
+  } catch (const Error& e) {
+    return fail_check(CheckpointCheck::State::Damaged, fmt::format("{}: unreadable: {}", file, e.what()));
+  }
+  return CheckpointCheck{CheckpointCheck::State::Valid, ""};
+}
+
+void remove_checkpoint(const std::string& file) {
+  std::error_code ec;
+  std::filesystem::remove(file, ec);
+  std::filesystem::remove(seal_path(file), ec);
 }
 
 }  // namespace amlq

@@ -1,6 +1,7 @@
 #pragma once
 // Small JSON checkpoints (measurement table, plan), written atomically.
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "search/measurement.h"
@@ -18,5 +19,34 @@ void write_json_file(const std::string& path, const nlohmann::json& j);
 nlohmann::json read_json_file(const std::string& path);
 // The "input_hash" of a JSON checkpoint, or "" when absent/unreadable.
 std::string read_json_hash(const std::string& path);
+
+// Stage checkpoints that cannot lie. A JSON checkpoint holds
+//   {"format": <kind>, "input_hash": <hash of what it was made from>,
+//    "content_hash": <hash of the payload's text>, "payload": ...}
+// and a binary checkpoint (HDF5) gets a seal written after it, <file>.seal.json,
+// with its kind, input hash, size and content hash. A checkpoint is used only
+// when its kind and input hash match and its content hash verifies: a
+// truncated, bit-flipped or foreign file is never fed to the next stage.
+void write_checkpoint_json(const std::string& path, const std::string& kind, const std::string& input_hash,
+                           const nlohmann::json& payload);
+
+// Why a checkpoint cannot be used: absent (normal for a first run), made from
+// other inputs (stale), or damaged (truncated, corrupted, foreign). `reason`
+// names the file and the problem, for a warning.
+struct CheckpointCheck {
+  enum class State { Valid, Missing, Stale, Damaged } state = State::Missing;
+  std::string reason;
+  bool valid() const { return state == State::Valid; }
+};
+// The payload when valid; otherwise nullopt and `check` says why.
+std::optional<nlohmann::json> read_checkpoint_json(const std::string& path, const std::string& kind,
+                                                   const std::string& input_hash, CheckpointCheck& check);
+
+std::string seal_path(const std::string& file);
+// Writes <file>.seal.json for a finished file (atomically, after the file).
+void write_seal(const std::string& file, const std::string& kind, const std::string& input_hash);
+CheckpointCheck check_seal(const std::string& file, const std::string& kind, const std::string& input_hash);
+// Removes a checkpoint file and its seal (missing files are fine).
+void remove_checkpoint(const std::string& file);
 
 }  // namespace amlq

@@ -61,13 +61,6 @@ std::vector<LinearTask> linear_tasks(const ModelConfig& config, LayerBlock layer
   return tasks;
 }
 
-const LayerCalibration& layer_statistics(const CalibrationStats& stats, int layer) {
-  const auto it = std::find_if(stats.layers.begin(), stats.layers.end(),
-                               [&](const LayerCalibration& l) { return l.layer == layer; });
-  AMLQ_REQUIRE(it != stats.layers.end(), "calibration statistics have no layer {}", layer);
-  return *it;
-}
-
 MatrixF read_linear_weight(const Checkpoint& checkpoint, const LinearSpec& spec, int layer) {
   const std::string name = linear_weight_name(layer, spec.name);
   const TensorF32 t = checkpoint.read_f32(name);
@@ -75,35 +68,6 @@ MatrixF read_linear_weight(const Checkpoint& checkpoint, const LinearSpec& spec,
     AMLQ_FAIL(Input, "{}: tensor '{}' has shape [{}], config.json implies [{}, {}]", checkpoint.file_of(name), name,
               fmt::join(t.shape, ", "), spec.rows, spec.cols);
   return Eigen::Map<const MatrixF>(t.data.data(), spec.rows, spec.cols);
-}
-
-MeasurementTable measure_linears(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
-                                 const Checkpoint& checkpoint, const CalibrationStats& stats,
-                                 const RecipeSpace& space, const std::vector<LinearTask>& tasks) {
-  const auto linears = decoder_linears(config);
-  MeasurementTable table(tasks.size());
-  std::atomic<int> done{0};
-  parallel_for(static_cast<int>(tasks.size()), options.threads, [&](int i) {
-    const LinearTask& task = tasks[static_cast<size_t>(i)];
-    const LinearSpec& spec = linears[static_cast<size_t>(task.index)];
-    const SiteStatistics& site = layer_statistics(stats, task.layer).site(spec.input);
-    const MatrixF w = read_linear_weight(checkpoint, spec, task.layer);
-    LayerMeasurement& row = table[static_cast<size_t>(i)];
-    row.name = task.name;
-    row.rows = spec.rows;
-    row.cols = spec.cols;
-    Timer timer;
-    const auto specs = space.applicable_specs(spec.rows, spec.cols, row.name);
-    // The normalizer tr(W H W^T) is the same for every candidate of this linear.
-    const double weight_norm_h = weighted_sq_norm(w, site.hessian);
-    for (const auto& s : specs)
-      measure_linear(backend, options, row.name, w, site, weight_norm_h, s, space.ranks, row.candidates);
-    const auto best = std::min_element(row.candidates.begin(), row.candidates.end(),
-                                       [](const Candidate& a, const Candidate& b) { return a.eps < b.eps; });
-    AMLQ_LOG_INFO("[{}/{}] {} {} specs x {} ranks -> {} candidates, best eps={:.2e} {:.2f}s", ++done, tasks.size(),
-                  row.name, specs.size(), space.ranks.size(), row.candidates.size(), best->eps, timer.seconds());
-  });
-  return table;
 }
 
 }  // namespace amlq

@@ -41,33 +41,6 @@ PackedLinear pack_linear_choice(Backend& backend, const QuantizeOptions& options
   return packed;
 }
 
-std::vector<PackedLinear> pack_linears(Backend& backend, const QuantizeOptions& options, const ModelConfig& config,
-                                       const Checkpoint& checkpoint, const CalibrationStats& stats,
-                                       const std::vector<LinearTask>& tasks, const std::vector<Candidate>& choices) {
-  AMLQ_ASSERT(tasks.size() == choices.size(), "{} tasks, {} choices", tasks.size(), choices.size());
-  const auto linears = decoder_linears(config);
-  std::vector<PackedLinear> out(tasks.size());
-  std::atomic<int> done{0};
-  parallel_for(static_cast<int>(tasks.size()), options.threads, [&](int i) {
-    const LinearTask& task = tasks[static_cast<size_t>(i)];
-    const LinearSpec& spec = linears[static_cast<size_t>(task.index)];
-    const Candidate& choice = choices[static_cast<size_t>(i)];
-    const MatrixF w = read_linear_weight(checkpoint, spec, task.layer);
-    VectorF bias;
-    if (spec.has_bias) {
-      const TensorF32 b = checkpoint.read_f32(linear_bias_name(task.layer, spec.name));
-      bias = Eigen::Map<const VectorF>(b.data.data(), static_cast<Eigen::Index>(b.data.size()));
-    }
-    Timer timer;
-    PackedLinear& packed = out[static_cast<size_t>(i)];
-    packed = pack_linear_choice(backend, options, task.name, w, bias,
-                                layer_statistics(stats, task.layer).site(spec.input), choice);
-    AMLQ_LOG_INFO("[{}/{}] {} {} r{} bpw={:.3f} eps={:.2e} {:.2f}s", ++done, tasks.size(), task.name,
-                  choice.spec.label(), choice.rank, packed.bpw, packed.eps, timer.seconds());
-  });
-  return out;
-}
-
 std::vector<std::string> passthrough_names(const Checkpoint& checkpoint, const ModelConfig& config) {
   std::set<std::string> quantized;
   for (int layer = 0; layer < config.num_layers; ++layer)

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -9,16 +10,19 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/log.h"
+#include "core/memory.h"
+#include "core/parallel.h"
 #include "core/timer.h"
 #include "io/hdf5/quantized_model.h"
 #include "io/tokenizer/dataset.h"
 #include "io/tokenizer/tokenizer.h"
 #include "model/model_weights.h"
 #include "model/perplexity.h"
-#include "model/sequential.h"
+#include "pipeline/distributed.h"
 #include "pipeline/input_hash.h"
 #include "pipeline/json_checkpoint.h"
-#include "pipeline/distributed.h"
+#include "pipeline/layer_passes.h"
+#include "pipeline/resources.h"
 #include "pipeline/stages.h"
 #include "pipeline/topology.h"
 
@@ -28,17 +32,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr const char* kMeasureTableKind = "amlq-measurements";
+constexpr const char* kPlanKind = "amlq-plan";
+
 struct RunContext {
   const QuantizeOptions& options;
   ModelConfig config;
   Checkpoint checkpoint;
   std::string model_hash;
-  std::string work;
+  WorkDir work;
 };
 
 std::string hash_of(std::initializer_list<std::string> parts) {
   Hasher h;
-  for (const auto& p : parts) h.update(p);
+  for (const auto& p : parts) h.update(p).update(std::string_view("\x1f"));
   return h.hex();
 }
 
@@ -49,12 +56,7 @@ std::vector<int32_t> load_ids(const std::string& model_dir, const std::string& d
   return load_token_ids(data, tokenizer.get(), vocab_size);
 }
 
-std::string calib_layer_path(const std::string& work, int layer) {
-  return fmt::format("{}/calib/layer_{:05d}.h5", work, layer);
-}
-
-// Rank 0 decides, everybody follows: a stage's checkpoint is either reused by
-// all ranks or by none.
+// Rank 0 decides, everybody follows: a checkpoint is either reused by all ranks or by none.
 bool agree(const Communicator& world, bool decision_on_rank0) {
   uint8_t flag = decision_on_rank0 ? 1 : 0;
   world.broadcast(std::as_writable_bytes(std::span(&flag, 1)), 0);
@@ -66,49 +68,44 @@ void inject_failure(const QuantizeOptions& options, const Communicator& world, c
     AMLQ_FAIL(Internal, "injected failure on rank {} in stage {} (--debug-fail-rank)", world.rank(), stage);
 }
 
-// This rank's layers' statistics: computed by the pipeline, or read back.
-CalibrationStats calibrate(Backend& backend, RunContext& ctx, const Topology& topo, const Communicator& world,
-                           const std::string& input_hash, bool reuse) {
-  const auto& options = ctx.options;
-  const LayerBlock mine = topo.my_layers();
-  CalibrationStats stats;
-  stats.input_hash = input_hash;
-  stats.description = fmt::format("{}: {}", fs::path(options.calib).filename().string(), options.calib_spec.describe());
-  if (reuse) {
-    for (int layer = mine.first; layer < mine.end; ++layer) {
-      auto part = read_calibration_stats(calib_layer_path(ctx.work, layer));
-      stats.layers.push_back(std::move(part.layers.at(0)));
-    }
-    return stats;
-  }
-  const auto share = replica_samples(options.calib_spec.num_samples, topo.replicas, topo.replica, options.batch,
-                                     options.samples_per_block);
-  std::vector<std::vector<int32_t>> samples;
-  if (topo.first_stage()) {
-    const auto ids = load_ids(options.model, options.calib, ctx.config.vocab_size);
-    auto all = sample_calibration(ids, options.calib_spec);
-    samples.assign(all.begin() + share.first, all.begin() + share.end);
-    AMLQ_LOG_INFO("calibration: {} from {} ({} ids){}", options.calib_spec.describe(), options.calib, ids.size(),
-                  topo.replicas > 1 ? fmt::format(", samples [{}, {}) on replica {}", share.first, share.end,
-                                                  topo.replica)
-                                    : "");
+// A checkpoint that exists but cannot be used is worth a warning (the stage is
+// recomputed); a missing one or one from other inputs is normal.
+void report_check(const CheckpointCheck& check) {
+  if (check.state == CheckpointCheck::State::Damaged) AMLQ_LOG_WARN("{}: recomputing", check.reason);
+  if (check.state == CheckpointCheck::State::Stale) AMLQ_LOG_INFO("{}: recomputing", check.reason);
+}
+
+// The recipe space to measure: `--search uniform:<spec>[-r<k>]` measures only that
+// candidate (nothing else could change its result).
+RecipeSpace measured_space(const QuantizeOptions& options) {
+  const std::string prefix = "uniform:";
+  if (!options.search.starts_with(prefix)) return load_recipe_space(options.recipes);
+  const auto [spec, rank] = parse_uniform_search(options.search);
+  RecipeSpace space;
+  space.name = options.search;
+  space.specs = {spec};
+  space.ranks = {0};
+  if (rank > 0) space.ranks.push_back(rank);
+  return space;
+}
+
+// FP perplexity is computed once per (model, data, window) and kept in a cache
+// shared by all runs: $AMLQ_CACHE_DIR, $XDG_CACHE_HOME/amlq or ~/.cache/amlq.
+std::string fp_cache_path(const std::string& key) {
+  std::string dir;
+  if (const char* d = std::getenv("AMLQ_CACHE_DIR"); d && *d) {
+    dir = d;
+  } else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) {
+    dir = std::string(x) + "/amlq";
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    dir = std::string(home) + "/.cache/amlq";
   } else {
-    samples.resize(static_cast<size_t>(share.size()));  // only the count matters downstream
+    return "";
   }
-  ModelWeights weights =
-      load_model_weights(ctx.checkpoint, ctx.config, mine.first, mine.end, topo.first_stage(), false);
-  const Communicator stage_replicas = world.split(topo.stage, topo.replica);
-  stats.layers = calibrate_stage(backend, options, topo, world, stage_replicas, weights, samples, share.first);
-  if (topo.replica == 0) {
-    for (const auto& layer : stats.layers) {
-      CalibrationStats one;
-      one.input_hash = input_hash;
-      one.description = stats.description;
-      one.layers.push_back(layer);
-      write_calibration_stats(calib_layer_path(ctx.work, layer.layer), one);
-    }
-  }
-  return stats;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return "";
+  return dir + "/fp-ppl-" + key + ".json";
 }
 
 EvalSummary evaluate(Backend& backend, RunContext& ctx, const std::string& quantized_path, double& seconds) {
@@ -120,22 +117,29 @@ EvalSummary evaluate(Backend& backend, RunContext& ctx, const std::string& quant
   const auto ids = load_ids(options.model, options.eval, ctx.config.vocab_size);
   const int batch = std::max(1, options.batch);
 
-  // The FP perplexity depends only on the model and the evaluation request: cache it.
-  const std::string fp_path = ctx.work + "/fp_eval.json";
-  const std::string fp_hash = hash_of({ctx.model_hash, hash_data_file(options.eval), std::to_string(options.eval_seqlen),
-                                       std::to_string(options.eval_max_windows)});
-  if (read_json_hash(fp_path) == fp_hash) {
-    const auto j = read_json_file(fp_path);
-    summary.fp_ppl = j.at("ppl").get<double>();
-    summary.fp_nll = j.at("mean_nll").get<double>();
-    AMLQ_LOG_INFO("eval: FP perplexity {:.4f} (cached in {})", summary.fp_ppl, fp_path);
+  const std::string key = hash_of({ctx.model_hash, hash_data_file(options.eval), std::to_string(options.eval_seqlen),
+                                   std::to_string(options.eval_max_windows), std::to_string(batch)});
+  std::string cache = fp_cache_path(key);
+  if (cache.empty()) cache = ctx.work.fp_eval();
+  CheckpointCheck check;
+  if (const auto cached = read_checkpoint_json(cache, "amlq-fp-perplexity", key, check)) {
+    summary.fp_ppl = cached->at("ppl").get<double>();
+    summary.fp_nll = cached->at("mean_nll").get<double>();
+    AMLQ_LOG_INFO("eval: FP perplexity {:.4f} (cached in {})", summary.fp_ppl, cache);
   } else {
+    report_check(check);
     AMLQ_LOG_INFO("eval: FP model on {} (seqlen {})", options.eval, options.eval_seqlen);
     const ModelWeights fp = load_model_weights(ctx.checkpoint, ctx.config, 0, ctx.config.num_layers, true, true);
     const auto r = evaluate_perplexity(backend, fp, ids, options.eval_seqlen, options.eval_max_windows, batch);
     summary.fp_ppl = r.ppl;
     summary.fp_nll = r.mean_nll;
-    write_json_file(fp_path, {{"input_hash", fp_hash}, {"ppl", r.ppl}, {"mean_nll", r.mean_nll}, {"windows", r.windows}});
+    try {
+      write_checkpoint_json(cache, "amlq-fp-perplexity", key,
+                            {{"ppl", r.ppl}, {"mean_nll", r.mean_nll}, {"windows", r.windows},
+                             {"model", options.model}, {"data", options.eval}});
+    } catch (const Error& e) {
+      AMLQ_LOG_WARN("could not cache the FP perplexity: {}", e.what());
+    }
   }
   AMLQ_LOG_INFO("eval: quantized model {}", quantized_path);
   const ModelWeights q = load_quantized_model_weights(quantized_path);
@@ -159,6 +163,7 @@ QuantizeReport build_report(const RunContext& ctx, const std::string& calibratio
   report.quantizer = options.quantizer_name();
   report.lowrank = lowrank_method_name(options.lowrank);
   report.recipes = options.recipes;
+  report.sequential = sequential_mode_name(options.sequential);
   report.target_bpw = options.target_bpw;
   report.achieved_bpw = packed.header.achieved_bpw;
   for (const auto& row : table) report.candidates += static_cast<int>(row.candidates.size());
@@ -182,27 +187,44 @@ QuantizeReport build_report(const RunContext& ctx, const std::string& calibratio
   return report;
 }
 
+// The largest source dtype of the checkpoint's quantized linears, in bytes.
+double weight_bytes(const ModelConfig& config, const Checkpoint& checkpoint) {
+  const auto linears = decoder_linears(config);
+  const std::string name = linear_weight_name(0, linears.front().name);
+  return checkpoint.has(name) ? static_cast<double>(dtype_size(checkpoint.info(name).dtype)) : 4.0;
+}
+
 }  // namespace
 
 QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit,
                             const Communicator& world) {
   Timer total;
+  const int64_t runtime_rss = read_process_memory().rss;
   AMLQ_REQUIRE(!options.out.empty() || limit != StageLimit::All, "--out is required");
-  RunContext ctx{options, load_model_config(options.model), Checkpoint::open(options.model), "", options.resolved_work_dir()};
+  RunContext ctx{options, load_model_config(options.model), Checkpoint::open(options.model), "",
+                 WorkDir{options.resolved_work_dir()}};
   ctx.model_hash = hash_model(ctx.config, ctx.checkpoint);
+  set_compute_threads(options.threads);
   const Topology topo =
       make_topology(ctx.config, world.rank(), world.size(), options.replicas, options.layers_per_rank);
   const bool coordinator = world.rank() == 0;
+  const RecipeSpace space = measured_space(options);
+  int max_rank = 0;
+  for (int r : space.ranks) max_rank = std::max(max_rank, r);
+  ResourceInputs resource_in = resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint),
+                                               static_cast<int>(space.specs.size()), max_rank);
+  if (runtime_rss > 0) resource_in.runtime_bytes = runtime_rss;
+  const std::vector<RankPrediction> prediction = predict_resources(ctx.config, resource_in);
   if (coordinator) {
-    std::error_code ec;
-    fs::create_directories(ctx.work + "/calib", ec);
-    if (ec) AMLQ_FAIL(Output, "{}: cannot create the work directory: {}", ctx.work, ec.message());
+    ctx.work.create();
     if (world.size() > 1) {
       std::string blocks;
       for (const auto& b : topo.stage_layers) blocks += fmt::format(" [{}, {})", b.first, b.end);
       AMLQ_LOG_INFO("{} ranks: {} replica(s) x {} pipeline stage(s), layers per stage:{}", world.size(), topo.replicas,
                     topo.stages, blocks);
     }
+    AMLQ_LOG_INFO("predicted resources (docs/DISTRIBUTED.md, `amlq plan` for details):\n{}",
+                  format_prediction(prediction));
   }
   world.barrier();
   QuantizeReport report;
@@ -212,84 +234,127 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     return options.resume || (limit != StageLimit::All && static_cast<int>(stage) < static_cast<int>(limit));
   };
 
-  // 1. calibrate
-  inject_failure(options, world, "calibrate");
   const auto& cs = options.calib_spec;
   const std::string calib_hash = hash_of(
       {ctx.model_hash, hash_data_file(options.calib), std::to_string(cs.num_samples), std::to_string(cs.seqlen),
        std::to_string(cs.seed), std::to_string(cs.random_offsets), std::to_string(options.samples_per_block),
-       std::to_string(options.batch),
-       options.sequential ? "sequential:" + options.sequential_spec + options.quantizer_name() +
-                                fmt::format("{}", options.gptq.damp)
-                          : "parallel"});
-  Timer stage;
-  bool calib_reused = false;
-  if (coordinator && reuse(StageLimit::Calibrate)) {
-    calib_reused = true;
-    for (int layer = 0; layer < ctx.config.num_layers && calib_reused; ++layer)
-      calib_reused = read_checkpoint_hash(calib_layer_path(ctx.work, layer)) == calib_hash;
-  }
-  calib_reused = agree(world, calib_reused);
-  const CalibrationStats stats = calibrate(backend, ctx, topo, world, calib_hash, calib_reused);
-  world.barrier();
-  if (calib_reused) report.resumed.push_back("calibrate");
-  AMLQ_LOG_INFO("calibrate: {} {}/calib ({:.1f}s)", calib_reused ? "reused" : "wrote", ctx.work, stage.seconds());
-  report.seconds.calibrate = stage.seconds();
-  if (limit == StageLimit::Calibrate) return report;
+       std::to_string(options.batch)});
+  const std::string calibration =
+      fmt::format("{}: {}", fs::path(options.calib).filename().string(), options.calib_spec.describe());
 
-  // 2. measure: this rank's share of its stage's linears; rows gathered on rank 0.
-  inject_failure(options, world, "measure");
-  stage.reset();
-  const RecipeSpace space = load_recipe_space(options.recipes);
+  // The pipeline context: this rank's calibration samples (ids on the first stage only).
+  const Communicator stage_replicas = world.split(topo.stage, topo.replica);
+  PassContext pass{backend, options, ctx.config, ctx.checkpoint, topo, world, stage_replicas,
+                   replica_samples(options.calib_spec.num_samples, topo.replicas, topo.replica, options.batch,
+                                   options.samples_per_block),
+                   {}, ctx.work, {}};
+  auto load_samples = [&] {
+    if (!topo.first_stage() || !pass.samples.empty()) return;
+    const auto ids = load_ids(options.model, options.calib, ctx.config.vocab_size);
+    auto all = sample_calibration(ids, options.calib_spec);
+    pass.samples.assign(all.begin() + pass.share.first, all.begin() + pass.share.end);
+    AMLQ_LOG_INFO("calibration: {} from {} ({} ids){}", options.calib_spec.describe(), options.calib, ids.size(),
+                  topo.replicas > 1 ? fmt::format(", samples [{}, {}) on replica {}", pass.share.first,
+                                                  pass.share.end, topo.replica)
+                                    : "");
+  };
+
+  // `amlq calibrate`: per-layer statistics written to <work>/calib/ (for analysis
+  // and `amlq layer`); the quantize pipeline itself never stores them.
+  if (limit == StageLimit::Calibrate) {
+    inject_failure(options, world, "calibrate");
+    Timer stage;
+    if (coordinator) {
+      std::error_code ec;
+      fs::create_directories(ctx.work.root + "/calib", ec);
+      if (ec) AMLQ_FAIL(Output, "{}/calib: cannot create: {}", ctx.work.root, ec.message());
+    }
+    world.barrier();
+    auto layer_hash = [&](int layer) { return hash_of({calib_hash, "statistics", std::to_string(layer)}); };
+    std::vector<char> done(static_cast<size_t>(ctx.config.num_layers), 0);
+    if (options.resume)
+      done = agree_done_layers(pass, [&](int layer) {
+        const auto check = check_seal(ctx.work.calib_layer(layer), kCalibLayerKind, layer_hash(layer));
+        report_check(check);
+        return check.valid();
+      });
+    load_samples();
+    measure_pass(pass, space, layer_hash, done, true);
+    world.barrier();
+    report.seconds.calibrate = stage.seconds();
+    AMLQ_LOG_INFO("calibrate: statistics in {}/calib ({:.1f}s)", ctx.work.root, stage.seconds());
+    return report;
+  }
+
+  // 1-2. calibrate + measure, streamed layer by layer; rows gathered on rank 0.
+  inject_failure(options, world, "calibrate");
   std::string space_text;
   for (const auto& s : space.specs) space_text += s.label() + ",";
   for (int r : space.ranks) space_text += "r" + std::to_string(r) + ",";
   const std::string measure_hash =
       hash_of({calib_hash, space_text, options.quantizer_name(), lowrank_method_name(options.lowrank),
                factor_format_name(options.factor_format), fmt::format("{} {}", options.gptq.damp, options.gptq.block_size)});
-  const std::string measure_path = ctx.work + "/measure.json";
-  const auto all_tasks = linear_tasks(ctx.config, {0, ctx.config.num_layers});
-  // My tasks: my stage's linears dealt round-robin over the replicas; global index kept.
-  std::vector<LinearTask> my_tasks;
-  std::vector<int> my_indices;
-  {
-    const LayerBlock mine = topo.my_layers();
-    int in_stage = 0;
-    for (size_t g = 0; g < all_tasks.size(); ++g) {
-      if (all_tasks[g].layer < mine.first || all_tasks[g].layer >= mine.end) continue;
-      if (owner_replica(in_stage++, topo.replicas) == topo.replica) {
-        my_tasks.push_back(all_tasks[g]);
-        my_indices.push_back(static_cast<int>(g));
-      }
+  auto measure_layer_hash = [&](int layer) { return hash_of({measure_hash, "layer", std::to_string(layer)}); };
+  const std::string measure_path = ctx.work.measure_table();
+  Timer stage;
+  MeasurementTable table;
+  bool measure_reused = false;
+  if (coordinator && reuse(StageLimit::Measure)) {
+    CheckpointCheck check;
+    if (const auto payload = read_checkpoint_json(measure_path, kMeasureTableKind, measure_hash, check)) {
+      table = table_from_json(*payload, measure_path);
+      measure_reused = true;
+    } else {
+      report_check(check);
     }
   }
-  MeasurementTable table;
-  const bool measure_reused = agree(world, coordinator && reuse(StageLimit::Measure) &&
-                                               read_json_hash(measure_path) == measure_hash);
+  measure_reused = agree(world, measure_reused);
   if (measure_reused) {
-    if (coordinator) table = table_from_json(read_json_file(measure_path).at("table"), measure_path);
+    report.resumed.push_back("calibrate");
     report.resumed.push_back("measure");
     AMLQ_LOG_INFO("measure: reusing {}", measure_path);
   } else {
-    AMLQ_LOG_INFO("measure: recipe space '{}' ({} specs x {} ranks)", space.name, space.specs.size(), space.ranks.size());
-    const MeasurementTable mine =
-        measure_linears(backend, options, ctx.config, ctx.checkpoint, stats, space, my_tasks);
-    const std::string blob = nlohmann::json{{"index", my_indices}, {"rows", table_to_json(mine)}}.dump();
+    std::vector<char> done(static_cast<size_t>(ctx.config.num_layers), 0);
+    if (reuse(StageLimit::Measure)) {
+      done = agree_done_layers(pass, [&](int layer) {
+        CheckpointCheck check;
+        const bool ok = read_checkpoint_json(ctx.work.measure_layer(layer), kMeasureLayerKind,
+                                             measure_layer_hash(layer), check)
+                            .has_value();
+        report_check(check);
+        return ok;
+      });
+      int reused_layers = 0;
+      for (char d : done) reused_layers += d ? 1 : 0;
+      if (reused_layers > 0) {
+        report.resumed.push_back(fmt::format("measure ({} of {} layers)", reused_layers, ctx.config.num_layers));
+        AMLQ_LOG_INFO("measure: {} of {} layers already measured", reused_layers, ctx.config.num_layers);
+      }
+    }
+    AMLQ_LOG_INFO("measure: recipe space '{}' ({} specs x {} ranks)", space.name, space.specs.size(),
+                  space.ranks.size());
+    load_samples();
+    const auto rows = measure_pass(pass, space, measure_layer_hash, done, false);
+    nlohmann::json message = nlohmann::json::array();
+    for (const auto& [layer, layer_rows] : rows) message.push_back({layer, table_to_json(layer_rows)});
+    const std::string blob = message.dump();
     const auto blobs = world.gather_bytes(std::as_bytes(std::span(blob.data(), blob.size())), 0);
     if (coordinator) {
-      table.resize(all_tasks.size());
-      for (const auto& b : blobs) {
-        const auto j = nlohmann::json::parse(std::string(reinterpret_cast<const char*>(b.data()), b.size()));
-        const auto indices = j.at("index").get<std::vector<int>>();
-        const auto rows = table_from_json(j.at("rows"), "measurement message");
-        for (size_t i = 0; i < indices.size(); ++i) table[static_cast<size_t>(indices[i])] = rows[i];
+      std::vector<MeasurementTable> by_layer(static_cast<size_t>(ctx.config.num_layers));
+      for (const auto& b : blobs)
+        for (const auto& entry : nlohmann::json::parse(std::string(reinterpret_cast<const char*>(b.data()), b.size())))
+          by_layer.at(entry.at(0).get<size_t>()) = table_from_json(entry.at(1), "measurement message");
+      for (auto& layer_rows : by_layer) {
+        AMLQ_ASSERT(!layer_rows.empty(), "a layer's measurements did not reach rank 0");
+        for (auto& row : layer_rows) table.push_back(std::move(row));
       }
-      write_json_file(measure_path, {{"input_hash", measure_hash}, {"table", table_to_json(table)}});
+      write_checkpoint_json(measure_path, kMeasureTableKind, measure_hash, table_to_json(table));
       AMLQ_LOG_INFO("measure: {} linears from {} rank(s) -> {} ({:.1f}s)", table.size(), world.size(), measure_path,
                     stage.seconds());
     }
   }
-  report.seconds.measure = stage.seconds();
+  report.seconds.calibrate = pass.times.forward + pass.times.statistics;
+  report.seconds.measure = stage.seconds() - report.seconds.calibrate;
   if (limit == StageLimit::Measure) return report;
 
   // 3. search on the coordinator; the plan (and the table it refers to) goes to everybody.
@@ -302,7 +367,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     if (coordinator) {
       plan = run_search(table, options.search, options.target_bpw);
       plan_hash = hash_of({measure_hash, plan_to_json(plan).dump()});
-      write_json_file(ctx.work + "/plan.json", {{"input_hash", plan_hash}, {"plan", plan_to_json(plan)}});
+      write_checkpoint_json(ctx.work.plan(), kPlanKind, plan_hash, plan_to_json(plan));
       AMLQ_LOG_INFO("search: {} -> {:.4f} bpw (target {:.4f}), max eps {:.3e}", plan.method, plan.achieved_bpw,
                     options.target_bpw, plan.max_eps);
       message = nlohmann::json{{"plan", plan_to_json(plan)}, {"table", table_to_json(table)}, {"hash", plan_hash}}.dump();
@@ -321,30 +386,47 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     return report;
   }
 
-  // 4. pack: every rank quantizes its share and writes it into the one file.
-  inject_failure(options, world, "pack");
+  // 4. pack: a second walk over the layers quantizes them with the plan, then the
+  // output is assembled from the per-layer pack checkpoints.
   stage.reset();
+  const std::string pack_hash = hash_of({plan_hash, "pack", sequential_mode_name(options.sequential),
+                                         options.quantizer_name(), lowrank_method_name(options.lowrank)});
+  auto pack_layer_hash = [&](int layer) { return hash_of({pack_hash, "layer", std::to_string(layer)}); };
   QuantizedModel model;
   model.header.tool_version = AMLQ_VERSION;
   model.header.source_model = options.model;
   model.header.config_json = ctx.config.source_json;
   model.header.search_method = plan.method;
-  model.header.calibration = stats.description;
+  model.header.calibration = calibration;
   model.header.quantizer = options.quantizer_name();
   model.header.lowrank_method = lowrank_method_name(options.lowrank);
   model.header.target_bpw = options.target_bpw;
   model.header.achieved_bpw = plan.achieved_bpw;
-  model.header.extra_json = nlohmann::json{{"input_hash", plan_hash}, {"recipes", space.name}}.dump();
+  model.header.extra_json =
+      nlohmann::json{{"input_hash", pack_hash},
+                     {"recipes", space.name},
+                     {"sequential", sequential_mode_name(options.sequential)},
+                     {"calibration",
+                      {{"data", options.calib},
+                       {"data_hash", hash_data_file(options.calib)},
+                       {"num_samples", cs.num_samples},
+                       {"seqlen", cs.seqlen},
+                       {"seed", cs.seed},
+                       {"random_offsets", cs.random_offsets},
+                       {"batch", options.batch},
+                       {"samples_per_block", options.samples_per_block}}}}
+          .dump();
   bool pack_reused = false;
   if (coordinator && reuse(StageLimit::Pack) && fs::exists(options.out)) {
     try {
       QuantizedModel existing = read_quantized_model(options.out, false);
       const auto extra = nlohmann::json::parse(existing.header.extra_json.empty() ? "{}" : existing.header.extra_json);
-      if (extra.value("input_hash", std::string()) == plan_hash) {
+      if (extra.value("input_hash", std::string()) == pack_hash) {
         model = std::move(existing);
         pack_reused = true;
       }
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
+      AMLQ_LOG_WARN("{}: cannot be reused ({}); packing again", options.out, e.what());
     }
   }
   pack_reused = agree(world, pack_reused);
@@ -352,55 +434,112 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     report.resumed.push_back("pack");
     AMLQ_LOG_INFO("pack: {} already matches this plan", options.out);
   } else {
-    std::vector<Candidate> my_choices;
-    for (int g : my_indices)
-      my_choices.push_back(table[static_cast<size_t>(g)].candidates[static_cast<size_t>(plan.choice[static_cast<size_t>(g)])]);
-    std::vector<PackedLinear> mine =
-        pack_linears(backend, options, ctx.config, ctx.checkpoint, stats, my_tasks, my_choices);
-    if (world.size() == 1) {
-      model.linears = std::move(mine);
-      model.passthrough = passthrough_tensors(ctx.checkpoint, ctx.config, [](const std::string&) { return true; });
-      model.measurements = table;
-      write_quantized_model(options.out, model);
-    } else {
-      // Everybody needs every linear's layout for the collective creation.
-      nlohmann::json meta = nlohmann::json::array();
-      for (size_t i = 0; i < mine.size(); ++i) meta.push_back({my_indices[i], linear_metadata(mine[i])});
-      const std::string blob = meta.dump();
-      model.linears.resize(all_tasks.size());
-      for (const auto& b : world.allgather_bytes(std::as_bytes(std::span(blob.data(), blob.size()))))
-        for (const auto& entry : nlohmann::json::parse(std::string(reinterpret_cast<const char*>(b.data()), b.size())))
-          model.linears[entry.at(0).get<size_t>()] = linear_from_metadata(entry.at(1));
-      // Passthrough tensors: layouts from the index, data written by the owning stage of replica 0.
-      auto owner_of = [&](const std::string& name) {
-        int stage_index = 0;
-        if (name.rfind("model.layers.", 0) == 0)
-          stage_index = topo.stage_of_layer(std::stoi(name.substr(13)));
-        else if (name == "model.norm.weight" || name == "lm_head.weight")
-          stage_index = topo.stages - 1;
-        return topo.rank_of(0, stage_index);
-      };
-      const auto mine_pass = passthrough_tensors(ctx.checkpoint, ctx.config,
-                                                 [&](const std::string& n) { return owner_of(n) == world.rank(); });
-      h5::ModelLayout layout;
-      layout.header = model.header;
-      for (const auto& l : model.linears) layout.linears.push_back(layout_of_metadata(l));
-      for (const auto& name : passthrough_names(ctx.checkpoint, ctx.config)) {
-        const auto& info = ctx.checkpoint.info(name);
-        layout.passthrough.push_back({name, info.dtype, info.shape});
+    std::vector<char> done(static_cast<size_t>(ctx.config.num_layers), 0);
+    if (reuse(StageLimit::Pack)) {
+      done = agree_done_layers(pass, [&](int layer) {
+        const auto check = check_seal(ctx.work.pack_layer(layer), kPackLayerKind, pack_layer_hash(layer));
+        report_check(check);
+        return check.valid();
+      });
+      int reused_layers = 0;
+      for (char d : done) reused_layers += d ? 1 : 0;
+      if (reused_layers > 0) {
+        report.resumed.push_back(fmt::format("pack ({} of {} layers)", reused_layers, ctx.config.num_layers));
+        AMLQ_LOG_INFO("pack: {} of {} layers already packed", reused_layers, ctx.config.num_layers);
       }
-      layout.measurements = table;
-      write_model_parallel(world, options.out, layout, mine, mine_pass);
     }
+    load_samples();
+    pack_pass(pass, table, plan, pack_layer_hash, done);
+    world.barrier();
+
+    // Assemble the output from the pack checkpoints: every rank writes the
+    // linears it packed (its stage's, dealt over replicas) one at a time.
+    Timer write_timer;
+    const auto all_tasks = linear_tasks(ctx.config, {0, ctx.config.num_layers});
+    const LayerBlock mine = topo.my_layers();
+    const int per_layer = static_cast<int>(decoder_linears(ctx.config).size());
+    std::vector<int> my_indices;
+    nlohmann::json meta = nlohmann::json::array();
+    for (int layer = mine.first; layer < mine.end; ++layer) {
+      QuantizedModel part;
+      // Tensors are read too (one layer at a time) so that the metadata records which exist.
+      if (topo.replica == 0) part = read_quantized_model(ctx.work.pack_layer(layer), true);
+      for (int j = 0; j < per_layer; ++j) {
+        const int g = layer * per_layer + j;
+        if (topo.replica == 0) {
+          const auto it = std::find_if(part.linears.begin(), part.linears.end(),
+                                       [&](const PackedLinear& l) { return l.name == all_tasks[static_cast<size_t>(g)].name; });
+          AMLQ_REQUIRE(it != part.linears.end(), "{}: has no linear {}", ctx.work.pack_layer(layer),
+                       all_tasks[static_cast<size_t>(g)].name);
+          meta.push_back({g, linear_metadata(*it)});
+        }
+        if (owner_replica((layer - mine.first) * per_layer + j, topo.replicas) == topo.replica) my_indices.push_back(g);
+      }
+    }
+    const std::string blob = meta.dump();
+    model.linears.assign(all_tasks.size(), PackedLinear());
+    for (const auto& b : world.allgather_bytes(std::as_bytes(std::span(blob.data(), blob.size()))))
+      for (const auto& entry : nlohmann::json::parse(std::string(reinterpret_cast<const char*>(b.data()), b.size())))
+        model.linears.at(entry.at(0).get<size_t>()) = linear_from_metadata(entry.at(1));
+    model.measurements = table;
+    // Passthrough tensors: layouts from the index, data written by the owning stage of replica 0.
+    auto owner_of = [&](const std::string& name) {
+      int stage_index = 0;
+      if (name.rfind("model.layers.", 0) == 0)
+        stage_index = topo.stage_of_layer(std::stoi(name.substr(13)));
+      else if (name == "model.norm.weight" || name == "lm_head.weight")
+        stage_index = topo.stages - 1;
+      return topo.rank_of(0, stage_index);
+    };
+    const auto mine_pass =
+        passthrough_tensors(ctx.checkpoint, ctx.config, [&](const std::string& n) { return owner_of(n) == world.rank(); });
+    h5::ModelLayout layout;
+    layout.header = model.header;
+    for (const auto& l : model.linears) layout.linears.push_back(layout_of_metadata(l));
+    for (const auto& name : passthrough_names(ctx.checkpoint, ctx.config)) {
+      const auto& info = ctx.checkpoint.info(name);
+      layout.passthrough.push_back({name, info.dtype, info.shape});
+    }
+    layout.measurements = table;
+    write_model_parallel(
+        world, options.out, layout, static_cast<int>(my_indices.size()),
+        [&](int i) {
+          const int g = my_indices[static_cast<size_t>(i)];
+          return read_quantized_linear(ctx.work.pack_layer(g / per_layer), all_tasks[static_cast<size_t>(g)].name);
+        },
+        mine_pass);
+    pass.times.write += write_timer.seconds();
+    // The output holds everything now: the per-layer pack checkpoints go.
+    world.barrier();
+    if (topo.replica == 0)
+      for (int layer = mine.first; layer < mine.end; ++layer) remove_checkpoint(ctx.work.pack_layer(layer));
     AMLQ_LOG_INFO("pack: wrote {} ({:.1f}s)", options.out, stage.seconds());
   }
   report.seconds.pack = stage.seconds();
+
+  // Resources actually used: every rank's peak RSS next to the prediction.
+  const ProcessMemory mem = read_process_memory();
+  const int64_t work_bytes = coordinator ? ctx.work.bytes() : 0;
+  const auto peaks = world.allgather_sizes(mem.peak_rss);
+  const auto device_peaks = world.allgather_sizes(backend.peak_device_bytes());
   if (limit == StageLimit::Pack || !coordinator) return report;
 
-  QuantizeReport full = build_report(ctx, stats.description, table, plan, model);
+  QuantizeReport full = build_report(ctx, calibration, table, plan, model);
   full.seconds = report.seconds;
   full.resumed = report.resumed;
   full.ranks = world.size();
+  for (int r = 0; r < world.size(); ++r) {
+    RankResources rr;
+    rr.rank = r;
+    rr.layers = fmt::format("[{}, {})", prediction[static_cast<size_t>(r)].layers.first,
+                            prediction[static_cast<size_t>(r)].layers.end);
+    rr.peak_rss = peaks[static_cast<size_t>(r)];
+    rr.predicted_peak_rss = prediction[static_cast<size_t>(r)].peak_host;
+    rr.predicted_phase = prediction[static_cast<size_t>(r)].peak_phase;
+    rr.peak_device = device_peaks[static_cast<size_t>(r)];
+    full.rank_resources.push_back(rr);
+  }
+  full.work_dir_bytes = work_bytes;
   if (!options.eval.empty()) full.eval = evaluate(backend, ctx, options.out, full.seconds.eval);
   full.seconds.total = total.seconds();
   return full;

@@ -3,12 +3,23 @@
 // options that affect their output, so --resume reuses a stage's file only
 // when it was made from the same inputs.
 #include <string>
+#include <string_view>
 
 #include "io/tokenizer/dataset.h"
 #include "lowrank/lowrank_types.h"
 #include "quant/quant_spec.h"
 
 namespace amlq {
+
+// Where the pack pass takes each layer's statistics from (docs/DISTRIBUTED.md):
+//  none:  the FP model's activations, the same statistics the measure pass saw;
+//  layer: the outputs of the already quantized earlier layers (layer-sequential);
+//  true:  as layer, and inside a layer each site's inputs recomputed through the
+//         linears quantized before it (q/k/v -> o -> gate/up -> down), as the
+//         GPTQ reference's --true-sequential.
+enum class SequentialMode { None, Layer, True };
+std::string sequential_mode_name(SequentialMode mode);
+SequentialMode parse_sequential_mode(std::string_view name);  // throws Usage
 
 struct QuantizeOptions {
   std::string model;         // MODEL_DIR (config.json + safetensors)
@@ -21,10 +32,9 @@ struct QuantizeOptions {
   LowRankMethod lowrank = LowRankMethod::Whiten;
   FactorFormat factor_format = FactorFormat::Fp16;
   GptqOptions gptq;
-  bool sequential = false;           // feed quantized outputs to the next layer during calibration
-  std::string sequential_spec = "4b-g64";  // the configuration layers are quantized with for that
+  SequentialMode sequential = SequentialMode::None;  // statistics of the pack pass
   int batch = 8;                     // sequences per forward batch
-  int threads = 0;                   // measure/pack worker threads per rank (0: all cores)
+  int threads = 0;                   // worker threads per rank (0: all cores)
   int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)
 
   std::string out;                   // the HDF5 model

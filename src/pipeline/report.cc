@@ -6,6 +6,8 @@
 #include <cmath>
 #include <map>
 
+#include "core/memory.h"
+
 namespace amlq {
 
 nlohmann::ordered_json report_json(const QuantizeReport& r) {
@@ -19,6 +21,7 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
   j["quantizer"] = r.quantizer;
   j["lowrank"] = r.lowrank;
   j["recipes"] = r.recipes;
+  j["sequential"] = r.sequential;
   j["calibration"] = r.calibration;
   j["quantized_params"] = r.quantized_params;
   j["candidates_measured"] = r.candidates;
@@ -39,6 +42,16 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
   j["seconds"] = {{"calibrate", r.seconds.calibrate}, {"measure", r.seconds.measure}, {"search", r.seconds.search},
                   {"pack", r.seconds.pack},           {"eval", r.seconds.eval},       {"total", r.seconds.total}};
   j["resumed_stages"] = r.resumed;
+  auto& resources = j["resources"] = nlohmann::ordered_json::object();
+  resources["work_dir_bytes"] = r.work_dir_bytes;
+  auto& ranks = resources["ranks"] = nlohmann::ordered_json::array();
+  for (const auto& rr : r.rank_resources)
+    ranks.push_back({{"rank", rr.rank},
+                     {"layers", rr.layers},
+                     {"peak_rss_bytes", rr.peak_rss},
+                     {"predicted_peak_rss_bytes", rr.predicted_peak_rss},
+                     {"predicted_peak_phase", rr.predicted_phase},
+                     {"peak_device_bytes", rr.peak_device}});
   auto& layers = j["layers"] = nlohmann::ordered_json::array();
   for (const auto& l : r.layers)
     layers.push_back({{"name", l.name},
@@ -73,6 +86,13 @@ std::string report_table(const QuantizeReport& r) {
                      r.seconds.calibrate, r.seconds.measure, r.seconds.search, r.seconds.pack, r.seconds.eval,
                      r.seconds.total);
   if (!r.resumed.empty()) out += fmt::format("resumed         {}\n", fmt::join(r.resumed, ", "));
+  for (const auto& rr : r.rank_resources)
+    out += fmt::format("memory          rank {} layers {}: peak RSS {} (predicted {}, {}){}\n", rr.rank, rr.layers,
+                       format_bytes(static_cast<double>(rr.peak_rss)), format_bytes(static_cast<double>(rr.predicted_peak_rss)),
+                       rr.predicted_phase,
+                       rr.peak_device ? fmt::format(", GPU peak {}", format_bytes(static_cast<double>(rr.peak_device))) : "");
+  if (!r.rank_resources.empty())
+    out += fmt::format("work directory  {}\n", format_bytes(static_cast<double>(r.work_dir_bytes)));
   return out;
 }
 

@@ -39,6 +39,16 @@ struct EvalSummary {
   double quantized_nll = 0;
 };
 
+// One rank's measured peak resident memory next to the plan's prediction.
+struct RankResources {
+  int rank = 0;
+  std::string layers;            // "[0, 40)"
+  int64_t peak_rss = 0;          // VmHWM at the end of pack (calibrate + measure + search + pack)
+  int64_t predicted_peak_rss = 0;
+  std::string predicted_phase;
+  int64_t peak_device = 0;       // CUDA backend only
+};
+
 struct QuantizeReport {
   std::string model;
   std::string out;
@@ -47,6 +57,7 @@ struct QuantizeReport {
   std::string quantizer;
   std::string lowrank;
   std::string recipes;
+  std::string sequential;  // statistics of the pack pass: none, layer, true
   double target_bpw = 0;
   double achieved_bpw = 0;
   int64_t quantized_params = 0;
@@ -56,6 +67,8 @@ struct QuantizeReport {
   StageSeconds seconds;
   std::vector<std::string> resumed;  // stages taken from their checkpoints
   int ranks = 1;
+  std::vector<RankResources> rank_resources;
+  int64_t work_dir_bytes = 0;  // at the end of pack
 };
 
 nlohmann::ordered_json report_json(const QuantizeReport& report);

@@ -438,24 +438,31 @@ SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec
   return summarize(table, std::move(choice), "uniform:" + label, 0);
 }
 
+std::pair<QuantSpec, int> parse_uniform_search(const std::string& method) {
+  const std::string prefix = "uniform:";
+  if (!method.starts_with(prefix)) AMLQ_FAIL(Usage, "search method '{}' is not uniform:<spec>[-r<rank>]", method);
+  std::string label = method.substr(prefix.size());
+  int rank = 0;
+  // A trailing "-r<digits>" is the rank; "-row" is a group size and stays.
+  const size_t dash = label.rfind("-r");
+  if (dash != std::string::npos && dash + 2 < label.size() &&
+      std::all_of(label.begin() + dash + 2, label.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
+    const std::string digits = label.substr(dash + 2);
+    if (digits.size() > 6) AMLQ_FAIL(Usage, "search method '{}': rank {} is too large", method, digits);
+    rank = std::stoi(digits);
+    label.resize(dash);
+  }
+  return {QuantSpec::parse(label), rank};
+}
+
 SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw) {
   if (method == "minmax") return search_minmax(table, target_bpw);
   if (method == "minsum") return search_minsum(table, target_bpw);
   if (method == "minsum-lagrange") return search_minsum_lagrange(table, target_bpw);
   const std::string prefix = "uniform:";
   if (method.starts_with(prefix)) {
-    std::string label = method.substr(prefix.size());
-    int rank = 0;
-    // A trailing "-r<digits>" is the rank; "-row" is a group size and stays.
-    const size_t dash = label.rfind("-r");
-    if (dash != std::string::npos && dash + 2 < label.size() &&
-        std::all_of(label.begin() + dash + 2, label.end(), [](char ch) { return ch >= '0' && ch <= '9'; })) {
-      const std::string digits = label.substr(dash + 2);
-      if (digits.size() > 6) AMLQ_FAIL(Usage, "search method '{}': rank {} is too large", method, digits);
-      rank = std::stoi(digits);
-      label.resize(dash);
-    }
-    SearchResult r = search_uniform(table, QuantSpec::parse(label), rank);
+    const auto [spec, rank] = parse_uniform_search(method);
+    SearchResult r = search_uniform(table, spec, rank);
     if (target_bpw > 0 && r.achieved_bpw > target_bpw + kBudgetToleranceBpw)
       AMLQ_LOG_WARN("{} gives {:.4f} bpw, above the target {:.4f} (uniform ignores the target)", method,
                     r.achieved_bpw, target_bpw);

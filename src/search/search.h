@@ -7,6 +7,7 @@
 // The tolerance only absorbs floating-point summation noise (a uniform 4b-g128
 // model must fit a 4.15625 target); no method ever trades error for it.
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "search/measurement.h"
@@ -82,6 +83,9 @@ SearchResult search_minsum_lagrange(const MeasurementTable& table, double target
 // The same (spec, rank) in every layer. Throws Usage naming the first layer
 // that was not measured at that configuration. Ignores any budget.
 SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec, int rank);
+
+// "uniform:<spec label>[-r<rank>]" -> (spec, rank). Throws Usage when malformed.
+std::pair<QuantSpec, int> parse_uniform_search(const std::string& method);
 
 // method: "minmax" | "minsum" | "minsum-lagrange" | "uniform:<spec label>[-r<rank>]"
 // (e.g. "uniform:4b-g128-r8"). Throws Usage on an unknown method. For

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# -np 1, 2, 3 (uneven split) and 4 with 2 replicas give the same model (label mpi).
+# -np 1, 2, 3 (uneven split) and 4 with 2 replicas give the same model (label mpi),
+# also with every MPI payload forced into tiny chunks (AMLQ_MPI_CHUNK_BYTES, the
+# path 70B-sized Hessians and hidden states take) and with true-sequential packing.
 set -euo pipefail
 amlq=$1 shared=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -8,15 +10,38 @@ args=(quantize "$shared/models/stories260K" --calib "$shared/data/wikitext2/vali
 run() {  # name, ranks, extra args...
   local name=$1 np=$2
   shift 2
-  mpirun -np "$np" --oversubscribe "$amlq" "${args[@]}" --out "$work/$name.h5" --report "$work/$name.json" "$@" \
-    >"$work/$name.out" 2>"$work/$name.log" || { echo "run $name failed:"; tail -20 "$work/$name.log"; exit 1; }
+  mpirun -np "$np" --oversubscribe -x AMLQ_MPI_CHUNK_BYTES "$amlq" "${args[@]}" --out "$work/$name.h5" \
+    --report "$work/$name.json" "$@" >"$work/$name.out" 2>"$work/$name.log" ||
+    { echo "run $name failed:"; tail -20 "$work/$name.log"; exit 1; }
 }
+same() {  # reference, others...
+  local ref=$1
+  shift
+  for other in "$@"; do
+    h5diff "$work/$ref.h5" "$work/$other.h5" || { echo "$ref and $other differ"; exit 1; }
+  done
+}
+export AMLQ_MPI_CHUNK_BYTES=
 run np1 1
 run np2 2
 run np3 3
 run np4r2 4 --replicas 2
-for other in np2 np3 np4r2; do
-  h5diff "$work/np1.h5" "$work/$other.h5" || { echo "np1 and $other differ"; exit 1; }
-done
+same np1 np2 np3 np4r2
 grep -q "2 replica(s) x 2 pipeline stage(s)" "$work/np4r2.log" || { echo "np4r2 did not run 2 x 2"; exit 1; }
-echo "all rank layouts produced identical models"
+
+# Tiny chunks: every broadcast, gather, send and Hessian node in pieces of 4 KiB.
+export AMLQ_MPI_CHUNK_BYTES=4096
+run np2c 2
+run np3c 3
+run np4r2c 4 --replicas 2
+same np1 np2c np3c np4r2c
+
+# True-sequential packing moves statistics and packed layers between replicas per site.
+run np1t 1 --sequential true
+run np3t 3 --sequential true
+run np4r2t 4 --replicas 2 --sequential true
+same np1t np3t np4r2t
+if h5diff -q "$work/np1.h5" "$work/np1t.h5" >/dev/null 2>&1; then
+  echo "--sequential true produced the same model as none"; exit 1
+fi
+echo "all rank layouts produced identical models (also with 4 KiB MPI chunks and true-sequential packing)"

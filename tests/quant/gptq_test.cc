@@ -299,7 +299,8 @@ TEST(Gptq, HessianAccumulationMatchesDefinition) {
   backend->accumulate_hessian(x.topRows(700), h, abs_sum);
   backend->accumulate_hessian(x.bottomRows(800), h, abs_sum);
   const MatrixD xd = x.cast<double>();
-  EXPECT_LT((h - xd.transpose() * xd).norm(), 1e-9 * h.norm());
+  // The product of one call is formed in fp32 (METHOD.md 1), the sum over calls in fp64.
+  EXPECT_LT((h - xd.transpose() * xd).norm(), 1e-6 * h.norm());
   EXPECT_LT((abs_sum - xd.cwiseAbs().colwise().sum().transpose()).norm(), 1e-9 * abs_sum.norm());
 }
 

@@ -25,19 +25,30 @@ void linear(const MatrixF& x, const MatrixF& w, const VectorF& bias, MatrixF& y)
               w.rows());
   AMLQ_ASSERT(&x != &y, "linear: output aliases input");
   y.resize(x.rows(), w.rows());
-  y.noalias() = x * w.transpose();
-  if (bias.size() != 0) y.rowwise() += bias.transpose();
+  const Eigen::Index m = w.rows();
+  const int tiles = static_cast<int>((m + kLinearRowTile - 1) / kLinearRowTile);
+  run_tiles(tiles, 2.0 * static_cast<double>(x.rows()) * static_cast<double>(x.cols()) * static_cast<double>(m),
+            [&](int t) {
+              const Eigen::Index r0 = t * kLinearRowTile, rows = std::min(kLinearRowTile, m - r0);
+              y.middleCols(r0, rows).noalias() = x * w.middleRows(r0, rows).transpose();
+              if (bias.size() != 0) y.middleCols(r0, rows).rowwise() += bias.segment(r0, rows).transpose();
+            });
 }
 
 void rms_norm(const MatrixF& x, const VectorF& weight, float eps, MatrixF& y) {
   AMLQ_ASSERT(weight.size() == x.cols(), "rms_norm: weight of {} for {} features", weight.size(), x.cols());
   y.resize(x.rows(), x.cols());
   const float inv_n = 1.0f / static_cast<float>(x.cols());
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    const float mean_sq = x.row(r).squaredNorm() * inv_n;
-    const float inv_rms = 1.0f / std::sqrt(mean_sq + eps);
-    y.row(r) = (x.row(r).array() * inv_rms) * weight.transpose().array();
-  }
+  const Eigen::Index rows = x.rows();
+  const int tiles = static_cast<int>((rows + kElementRowTile - 1) / kElementRowTile);
+  run_tiles(tiles, 4.0 * static_cast<double>(x.size()), [&](int t) {
+    const Eigen::Index r_end = std::min(rows, (t + 1) * kElementRowTile);
+    for (Eigen::Index r = t * kElementRowTile; r < r_end; ++r) {
+      const float mean_sq = x.row(r).squaredNorm() * inv_n;
+      const float inv_rms = 1.0f / std::sqrt(mean_sq + eps);
+      y.row(r) = (x.row(r).array() * inv_rms) * weight.transpose().array();
+    }
+  });
 }
 
 void rope(MatrixF& x, int batch, int seqlen, int heads, int head_dim, const MatrixF& cos, const MatrixF& sin) {
@@ -77,12 +88,14 @@ void attention(const MatrixF& q, const MatrixF& k, const MatrixF& v, int batch, 
   out.resize(tokens, heads * head_dim);
   const int group = heads / kv_heads;
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  thread_local MatrixF scores;
-  scores.resize(std::min(kQueryBlock, seqlen), seqlen);
-
-  for (int b = 0; b < batch; ++b) {
+  // One (sequence, head) pair per work item: each writes its own block of `out`.
+  const double flops = 2.0 * batch * heads * static_cast<double>(seqlen) * seqlen * head_dim;
+  run_tiles(batch * heads, flops, [&](int item) {
+    const int b = item / heads, h = item % heads;
+    thread_local MatrixF scores;
+    scores.resize(std::min(kQueryBlock, seqlen), seqlen);
     const Eigen::Index row0 = static_cast<Eigen::Index>(b) * seqlen;
-    for (int h = 0; h < heads; ++h) {
+    {
       const int kvh = h / group;
       const StridedBlock kh(k.data() + row0 * k.cols() + kvh * head_dim, seqlen, head_dim,
                             Eigen::OuterStride<>(k.cols()));
@@ -108,14 +121,20 @@ void attention(const MatrixF& q, const MatrixF& k, const MatrixF& v, int batch, 
         oh.noalias() = s * vh.topRows(keys);
       }
     }
-  }
+  });
 }
 
 void swiglu(const MatrixF& gate, const MatrixF& up, MatrixF& out) {
   AMLQ_ASSERT(gate.rows() == up.rows() && gate.cols() == up.cols(), "swiglu: gate {}x{} vs up {}x{}", gate.rows(),
               gate.cols(), up.rows(), up.cols());
   out.resize(gate.rows(), gate.cols());
-  out.array() = gate.array() / (1.0f + (-gate.array()).exp()) * up.array();
+  const Eigen::Index rows = gate.rows();
+  const int tiles = static_cast<int>((rows + kElementRowTile - 1) / kElementRowTile);
+  run_tiles(tiles, 20.0 * static_cast<double>(gate.size()), [&](int t) {
+    const Eigen::Index r0 = t * kElementRowTile, n = std::min(kElementRowTile, rows - r0);
+    const auto g = gate.middleRows(r0, n).array();
+    out.middleRows(r0, n).array() = g / (1.0f + (-g).exp()) * up.middleRows(r0, n).array();
+  });
 }
 
 }  // namespace amlq::cpu

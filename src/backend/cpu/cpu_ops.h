@@ -3,8 +3,23 @@
 // area: cpu_quant_ops.cc (Hessian, GPTQ/RTN, SVD, dequant linear) and
 // cpu_forward_ops.cc (dense linear and the forward-pass pieces).
 #include "backend/backend.h"
+#include "core/parallel.h"
 
 namespace amlq::cpu {
+
+// Work is split into tiles whose sizes depend only on the problem shape, never on
+// the thread count, and each tile is one single-threaded Eigen call: results are
+// bit-identical for any number of compute threads (and so for any rank layout).
+inline constexpr Eigen::Index kLinearRowTile = 256;   // output features per GEMM tile
+inline constexpr Eigen::Index kHessianTile = 256;     // Hessian tile edge
+inline constexpr Eigen::Index kElementRowTile = 64;   // rows per tile of element-wise ops
+// Below this many flops a call runs its tiles on the calling thread only.
+inline constexpr double kParallelMinFlops = 4e6;
+
+// Runs fn(0..tiles-1), on the compute threads when the call is big enough.
+inline void run_tiles(int tiles, double flops, const std::function<void(int)>& fn) {
+  parallel_for(tiles, flops >= kParallelMinFlops ? compute_threads() : 1, fn);
+}
 
 void accumulate_hessian(const MatrixF& x, MatrixD& h, VectorD& abs_sum);
 QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options);

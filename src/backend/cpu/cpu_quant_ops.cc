@@ -14,18 +14,33 @@ void accumulate_hessian(const MatrixF& x, MatrixD& h, VectorD& abs_sum) {
   if (abs_sum.size() == 0) abs_sum = VectorD::Zero(n);
   AMLQ_ASSERT(h.rows() == n && h.cols() == n && abs_sum.size() == n,
               "Hessian [{} x {}] / abs_sum {} for {} features", h.rows(), h.cols(), abs_sum.size(), n);
-  // Tokens are converted to double a chunk at a time; the lower triangle takes a
-  // symmetric rank-k update (half the flops of a GEMM) and is mirrored once.
-  constexpr Eigen::Index kChunk = 1024;
-  Eigen::MatrixXd update = Eigen::MatrixXd::Zero(n, n);
-  for (Eigen::Index t = 0; t < x.rows(); t += kChunk) {
-    const Eigen::Index rows = std::min(kChunk, x.rows() - t);
-    const Eigen::MatrixXd xd = x.middleRows(t, rows).cast<double>();
-    update.selfadjointView<Eigen::Lower>().rankUpdate(xd.transpose());
-    abs_sum += xd.cwiseAbs().colwise().sum().transpose();
-  }
-  update.triangularView<Eigen::StrictlyUpper>() = update.transpose();
-  h += update;
+  // X^T X of this chunk as fp32 GEMM tiles (fast; METHOD.md 1 allows fp32 within a
+  // block), each added to h in fp64. Lower-triangle tiles; an off-diagonal tile
+  // is also added transposed, so every entry of h receives exactly one addition.
+  const Eigen::Index tokens = x.rows();
+  const int nt = static_cast<int>((n + kHessianTile - 1) / kHessianTile);
+  std::vector<std::pair<int, int>> tiles;
+  for (int i = 0; i < nt; ++i)
+    for (int j = 0; j <= i; ++j) tiles.emplace_back(i, j);
+  const double flops = static_cast<double>(tokens) * static_cast<double>(n) * static_cast<double>(n);
+  run_tiles(static_cast<int>(tiles.size()), flops, [&](int t) {
+    const auto [bi, bj] = tiles[static_cast<size_t>(t)];
+    const Eigen::Index i0 = bi * kHessianTile, ti = std::min(kHessianTile, n - i0);
+    const Eigen::Index j0 = bj * kHessianTile, tj = std::min(kHessianTile, n - j0);
+    thread_local Eigen::MatrixXf product;
+    product.resize(ti, tj);
+    product.noalias() = x.middleCols(i0, ti).transpose() * x.middleCols(j0, tj);
+    // A GEMM need not sum (a, b) and (b, a) in the same order: keep H exactly symmetric.
+    if (bi == bj) product.triangularView<Eigen::StrictlyUpper>() = product.transpose();
+    h.block(i0, j0, ti, tj) += product.cast<double>();
+    if (bi != bj) h.block(j0, i0, tj, ti) += product.transpose().cast<double>();
+  });
+  // Column sums of |x| in fp64, tokens in order.
+  run_tiles(nt, static_cast<double>(tokens) * static_cast<double>(n), [&](int t) {
+    const Eigen::Index c0 = t * kHessianTile, tc = std::min(kHessianTile, n - c0);
+    for (Eigen::Index r = 0; r < tokens; ++r)
+      abs_sum.segment(c0, tc) += x.row(r).segment(c0, tc).transpose().cwiseAbs().cast<double>();
+  });
 }
 
 QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {

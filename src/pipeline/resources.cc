@@ -1,0 +1,248 @@
+#include "pipeline/resources.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/memory.h"
+#include "core/parallel.h"
+#include "model/hessian_accumulator.h"
+#include "model/layer_statistics.h"
+#include "quant/packed_format.h"
+
+namespace amlq {
+namespace {
+
+int64_t sq(int64_t n) { return n * n; }
+
+struct Shapes {
+  int64_t h, q, kv, f, vocab;
+  int64_t layer_params;  // linears + norms (+ biases)
+  std::vector<LinearSpec> linears;
+};
+
+Shapes shapes_of(const ModelConfig& c) {
+  Shapes s;
+  s.h = c.hidden_size;
+  s.q = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  s.kv = static_cast<int64_t>(c.num_kv_heads) * c.head_dim;
+  s.f = c.intermediate_size;
+  s.vocab = c.vocab_size;
+  s.linears = decoder_linears(c);
+  const ParameterCount p = count_parameters(c);
+  s.layer_params = p.per_layer_linear + p.per_layer_other;
+  return s;
+}
+
+int64_t site_dim(const Shapes& s, InputSite site) {
+  switch (site) {
+    case InputSite::AttnIn:
+    case InputSite::MlpIn: return s.h;
+    case InputSite::AttnOut: return s.q;
+    case InputSite::MlpOut: return s.f;
+  }
+  return s.h;
+}
+
+// Per worker thread, one linear (m x n) measured at one spec (measure_linear):
+// GPTQ's working copies plus, with low rank, the decomposition of its error.
+int64_t measure_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
+  const int64_t mn = m * n;
+  // gptq_quantize: W^T copy, codes, the permuted Hessian, its damped copy, U (fp32),
+  // then W_hat.
+  const int64_t gptq = mn * 4 + mn + sq(n) * 8 * 2 + sq(n) * 4 + mn * 4;
+  if (!in.lowrank || in.max_rank <= 0) return gptq + mn * 4;  // + the error matrix
+  // decompose_error: E and E L (fp64), H copy, damped copy and L, Gram + eigen solver.
+  const int64_t small = std::min(m, n);
+  const int64_t lowrank = mn * 8 * 2 + sq(n) * 8 * 3 + sq(small) * 8 * 4;
+  return mn * 5 + std::max(gptq - mn * 5, lowrank);
+}
+
+// Pack of one linear: one GPTQ, the factors of its rank, the packed copy and W_hat for eps.
+int64_t pack_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
+  return measure_working_set(m, n, in) + m * n * 4;
+}
+
+double packed_bits_per_weight(const ResourceInputs& in) { return in.output_bpw; }
+
+}  // namespace
+
+int64_t PhaseMemory::total() const {
+  int64_t t = 0;
+  for (const auto& term : terms) t += term.bytes;
+  return t;
+}
+
+ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, double weight_bytes, int specs,
+                               int max_rank) {
+  ResourceInputs in;
+  in.world_size = world_size;
+  in.replicas = options.replicas;
+  in.layers_per_rank = options.layers_per_rank;
+  in.samples = options.calib_spec.num_samples;
+  in.seqlen = options.calib_spec.seqlen;
+  in.batch = options.batch;
+  in.samples_per_block = options.samples_per_block;
+  in.threads = resolve_threads(options.threads);
+  in.weight_bytes = weight_bytes;
+  in.max_rank = max_rank;
+  in.lowrank = options.lowrank != LowRankMethod::None && max_rank > 0;
+  in.specs = specs;
+  in.output_bpw = std::max(2.0, options.target_bpw);
+  in.sequential = options.sequential;
+  return in;
+}
+
+int64_t predicted_output_bytes(const ModelConfig& config, const ResourceInputs& in) {
+  const ParameterCount p = count_parameters(config);
+  const double packed = static_cast<double>(p.quantized()) * packed_bits_per_weight(in) / 8.0;
+  const double other = static_cast<double>(p.total() - p.quantized()) * in.weight_bytes;
+  return static_cast<int64_t>(packed + other);
+}
+
+std::vector<RankPrediction> predict_resources(const ModelConfig& config, const ResourceInputs& in) {
+  const Shapes s = shapes_of(config);
+  std::vector<RankPrediction> out;
+  for (int rank = 0; rank < in.world_size; ++rank) {
+    const Topology topo = make_topology(config, rank, in.world_size, in.replicas, in.layers_per_rank);
+    const LayerBlock layers = topo.my_layers();
+    RankPrediction r;
+    r.rank = rank;
+    r.stage = topo.stage;
+    r.replica = topo.replica;
+    r.layers = layers;
+    const int share = in.replicas == 1 ? in.samples : in.samples / in.replicas;
+    r.samples = share;
+    const int64_t tokens = static_cast<int64_t>(share) * in.seqlen;
+    const int64_t mb_tokens = static_cast<int64_t>(std::min(in.batch, share)) * in.seqlen;
+
+    // Always there: the runtime and the touched pages of the mapped checkpoint.
+    const MemoryTerm runtime{"runtime (libraries, MPI, HDF5)", in.runtime_bytes};
+    const int64_t mapped_layers = static_cast<int64_t>(layers.size() * s.layer_params * in.weight_bytes);
+    const int64_t mapped_embedding =
+        topo.first_stage() ? static_cast<int64_t>(std::min<int64_t>(s.vocab, tokens) * s.h * in.weight_bytes) : 0;
+    const MemoryTerm mapped{"checkpoint pages (mmapped source tensors of this stage)", mapped_layers + mapped_embedding};
+
+    // Forward + statistics of one layer.
+    const MemoryTerm layer_f32{"one decoder layer in float32", s.layer_params * 4};
+    const bool feeds_next = !topo.last_stage();
+    const bool keeps_copy = feeds_next && !topo.first_stage();
+    const MemoryTerm hidden{"calibration activations (hidden states of the share)",
+                            tokens * s.h * 4 * (keeps_copy ? 2 : 1)};
+    const int64_t buffers = mb_tokens * (4 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4 +  // forward buffers
+                            mb_tokens * (2 * s.h + s.q + s.f) * 4 +                    // captured inputs
+                            mb_tokens * s.h * 4;                                       // micro-batch copy
+    const MemoryTerm forward{"forward buffers of one micro-batch", buffers};
+    const int64_t first_block = 0;
+    const int64_t blocks = (share + in.samples_per_block - 1) / in.samples_per_block;
+    const int matrices = HessianAccumulator::peak_matrices(first_block, std::max<int64_t>(blocks, 1));
+    int64_t hessians = 0;
+    for (InputSite site : {InputSite::AttnIn, InputSite::AttnOut, InputSite::MlpIn, InputSite::MlpOut})
+      hessians += sq(site_dim(s, site)) * 8;
+    // Merging replicas holds this replica's nodes, the merged ones and one in flight.
+    const int merge_extra = in.replicas > 1 ? 1 : 0;
+    const MemoryTerm stats{fmt::format("statistics of one layer ({} fp64 Hessian set(s))", matrices + merge_extra),
+                           hessians * (matrices + merge_extra)};
+    PhaseMemory fwd{"forward + statistics", {runtime, mapped, layer_f32, hidden, forward, stats}};
+    r.phases.push_back(fwd);
+
+    // Measure, site by site: the site's Hessian and the later sites' still held,
+    // the site's weights, and each worker's working set.
+    const InputSite order[] = {InputSite::AttnIn, InputSite::AttnOut, InputSite::MlpIn, InputSite::MlpOut};
+    for (int k = 0; k < 4; ++k) {
+      const InputSite site = order[k];
+      int64_t held = 0;
+      for (int later = k; later < 4; ++later) held += sq(site_dim(s, order[later])) * 8;
+      int64_t site_weights = 0, worst = 0;
+      int count = 0;
+      for (const auto& l : s.linears) {
+        if (l.input != site) continue;
+        site_weights += static_cast<int64_t>(l.rows) * l.cols * 4;
+        worst = std::max(worst, measure_working_set(l.rows, l.cols, in));
+        ++count;
+      }
+      const int workers = std::min(in.threads, count * std::max(1, in.specs));
+      PhaseMemory m{fmt::format("measure {}", input_site_name(site)),
+                    {runtime,
+                     mapped,
+                     {"calibration activations (hidden states of the share)", tokens * s.h * 4},
+                     {"Hessians still held (this site and later ones)", held},
+                     {"weights of the site's linears (float32)", site_weights},
+                     {fmt::format("measure working set x {} worker(s)", workers), worst * workers}}};
+      r.phases.push_back(m);
+    }
+
+    // Pack: one site's statistics and a layer in float32 (sequential modes), one linear per worker.
+    int64_t worst_pack = 0;
+    for (const auto& l : s.linears) worst_pack = std::max(worst_pack, pack_working_set(l.rows, l.cols, in));
+    int64_t largest_site = 0;
+    for (InputSite site : order) largest_site = std::max(largest_site, sq(site_dim(s, site)) * 8);
+    const int64_t pack_stats = in.sequential == SequentialMode::True ? largest_site * (matrices + merge_extra)
+                                                                     : hessians * (matrices + merge_extra);
+    PhaseMemory pack{"pack",
+                     {runtime,
+                      mapped,
+                      {"calibration activations (hidden states of the share)", tokens * s.h * 4},
+                      {"one decoder layer in float32", in.sequential == SequentialMode::None ? 0 : s.layer_params * 4},
+                      {"statistics for packing", pack_stats},
+                      {fmt::format("pack working set x {} worker(s)", std::min(in.threads, 3)),
+                       worst_pack * std::min(in.threads, 3)}}};
+    r.phases.push_back(pack);
+
+    // Write: passthrough copies (embedding on stage 0, head on the last stage) and one packed linear.
+    int64_t passthrough = 0;
+    if (topo.replica == 0) {
+      if (topo.first_stage()) passthrough += static_cast<int64_t>(s.vocab * s.h * in.weight_bytes);
+      if (topo.last_stage() && !config.tie_word_embeddings)
+        passthrough += static_cast<int64_t>(s.vocab * s.h * in.weight_bytes);
+    }
+    int64_t largest_linear = 0;
+    for (const auto& l : s.linears) largest_linear = std::max<int64_t>(largest_linear, int64_t{l.rows} * l.cols);
+    PhaseMemory write{"write",
+                      {runtime,
+                       mapped,
+                       {"passthrough tensors (copies and their pages)", passthrough * 2},
+                       {"one packed linear", static_cast<int64_t>(largest_linear * packed_bits_per_weight(in) / 8)}}};
+    r.phases.push_back(write);
+
+    for (const auto& p : r.phases)
+      if (p.total() > r.peak_host) {
+        r.peak_host = p.total();
+        r.peak_phase = p.phase;
+      }
+
+    // Disk: per-layer pack checkpoints (packed size) of this stage's layers, on replica 0.
+    const ParameterCount pc = count_parameters(config);
+    if (topo.replica == 0)
+      r.work_dir_bytes = static_cast<int64_t>(static_cast<double>(pc.per_layer_linear) * layers.size() *
+                                              packed_bits_per_weight(in) / 8.0) +
+                         layers.size() * 64 * 1024;  // measurement rows (JSON)
+    // Bytes sent: hidden states to the next stage (once per pass), Hessian nodes
+    // to the other replicas, packed linears to the other replicas.
+    int64_t sent = 0;
+    const int passes_feeding = in.sequential == SequentialMode::None ? 2 : 2;
+    if (!topo.last_stage()) sent += tokens * s.h * 4 * passes_feeding;
+    if (in.replicas > 1) {
+      const int64_t my_nodes = hessians;  // about one node set per layer from each replica
+      sent += static_cast<int64_t>(layers.size()) * my_nodes * (in.replicas - 1) * 2;
+      sent += static_cast<int64_t>(static_cast<double>(pc.per_layer_linear) * layers.size() / in.replicas *
+                                   packed_bits_per_weight(in) / 8.0 * (in.replicas - 1));
+    }
+    r.bytes_sent = sent;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string format_prediction(const std::vector<RankPrediction>& ranks) {
+  std::string out;
+  for (const auto& r : ranks)
+    out += fmt::format("rank {} (stage {}, replica {}): layers [{}, {}), {} samples; peak host memory {} ({}); "
+                       "work dir {}; sends {}\n",
+                       r.rank, r.stage, r.replica, r.layers.first, r.layers.end, r.samples, format_bytes(r.peak_host),
+                       r.peak_phase, format_bytes(r.work_dir_bytes), format_bytes(r.bytes_sent));
+  return out;
+}
+
+}  // namespace amlq

@@ -1,0 +1,75 @@
+#pragma once
+// What a quantize run needs per rank, predicted from config.json and the
+// options alone (no weights read): peak host memory, work-dir disk and bytes
+// sent. `amlq quantize` logs this at start and records it next to the measured
+// peak in the report; `amlq plan` prints it for any cluster layout. The terms
+// follow the streaming design (pipeline/layer_passes.h); docs/DISTRIBUTED.md
+// states the formula.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/model_config.h"
+#include "pipeline/quantize_options.h"
+#include "pipeline/topology.h"
+
+namespace amlq {
+
+struct ResourceInputs {
+  int world_size = 1;
+  int replicas = 1;
+  int layers_per_rank = 0;
+  int samples = 128;
+  int seqlen = 256;
+  int batch = 8;
+  int samples_per_block = 8;
+  int threads = 1;              // measure/pack workers per rank
+  double weight_bytes = 2;      // bytes per element of the source weights (bf16: 2)
+  int max_rank = 0;             // largest low-rank rank measured (0: none)
+  bool lowrank = false;         // whiten/l2qer/svd on
+  int specs = 1;                // specs measured per linear
+  double output_bpw = 4.5;      // for the packed size (pack checkpoints, output file)
+  SequentialMode sequential = SequentialMode::None;
+  // Resident memory of the process before any work: shared libraries (the CUDA
+  // libraries alone are ~180 MiB), MPI, HDF5. A run measures it at start; `amlq
+  // plan` uses this default (measured on the development machine).
+  int64_t runtime_bytes = 300ll << 20;
+};
+
+ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, double weight_bytes, int specs,
+                               int max_rank);
+
+// One term of a rank's memory, in bytes.
+struct MemoryTerm {
+  std::string name;
+  int64_t bytes = 0;
+};
+
+// Peak memory of one phase of the run (the terms alive at that phase's peak).
+struct PhaseMemory {
+  std::string phase;  // "forward + statistics", "measure <site>", "pack", "write"
+  std::vector<MemoryTerm> terms;
+  int64_t total() const;
+};
+
+struct RankPrediction {
+  int rank = 0, stage = 0, replica = 0;
+  LayerBlock layers;
+  int samples = 0;                   // this replica's share
+  std::vector<PhaseMemory> phases;
+  int64_t peak_host = 0;             // max over phases
+  std::string peak_phase;
+  int64_t work_dir_bytes = 0;        // this rank's share of the work directory at its largest
+  int64_t bytes_sent = 0;            // over MPI, whole run
+};
+
+// One entry per rank of the layout (the topology of make_topology).
+std::vector<RankPrediction> predict_resources(const ModelConfig& config, const ResourceInputs& in);
+
+// Bytes of the packed output for the whole model (codes, scales, zeros, factors, passthrough).
+int64_t predicted_output_bytes(const ModelConfig& config, const ResourceInputs& in);
+
+// A few lines: per rank layers, peak host memory and its phase.
+std::string format_prediction(const std::vector<RankPrediction>& ranks);
+
+}  // namespace amlq

@@ -1,0 +1,40 @@
+#include "pipeline/work_dir.h"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace amlq {
+
+namespace fs = std::filesystem;
+
+std::string WorkDir::measure_layer(int layer) const { return fmt::format("{}/measure/layer_{:05d}.json", root, layer); }
+std::string WorkDir::pack_layer(int layer) const { return fmt::format("{}/pack/layer_{:05d}.h5", root, layer); }
+std::string WorkDir::calib_layer(int layer) const { return fmt::format("{}/calib/layer_{:05d}.h5", root, layer); }
+
+void WorkDir::create() const {
+  for (const char* sub : {"", "/measure", "/pack"}) {
+    std::error_code ec;
+    fs::create_directories(root + sub, ec);
+    if (ec) AMLQ_FAIL(Output, "{}{}: cannot create the work directory: {}", root, sub, ec.message());
+  }
+}
+
+int64_t WorkDir::bytes() const {
+  std::error_code ec;
+  if (!fs::exists(root, ec)) return 0;
+  int64_t total = 0;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code size_ec;
+    if (it->is_regular_file(size_ec)) {
+      const auto size = it->file_size(size_ec);
+      if (!size_ec) total += static_cast<int64_t>(size);
+    }
+  }
+  return total;
+}
+
+}  // namespace amlq
