@@ -75,20 +75,6 @@ void report_check(const CheckpointCheck& check) {
   if (check.state == CheckpointCheck::State::Stale) AMLQ_LOG_INFO("{}: recomputing", check.reason);
 }
 
-// The recipe space to measure: `--search uniform:<spec>[-r<k>]` measures only that
-// candidate (nothing else could change its result).
-RecipeSpace measured_space(const QuantizeOptions& options) {
-  const std::string prefix = "uniform:";
-  if (!options.search.starts_with(prefix)) return load_recipe_space(options.recipes);
-  const auto [spec, rank] = parse_uniform_search(options.search);
-  RecipeSpace space;
-  space.name = options.search;
-  space.specs = {spec};
-  space.ranks = {0};
-  if (rank > 0) space.ranks.push_back(rank);
-  return space;
-}
-
 // FP perplexity is computed once per (model, data, window) and kept in a cache
 // shared by all runs: $AMLQ_CACHE_DIR, $XDG_CACHE_HOME/amlq or ~/.cache/amlq.
 std::string fp_cache_path(const std::string& key) {
@@ -209,11 +195,10 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
       make_topology(ctx.config, world.rank(), world.size(), options.replicas, options.layers_per_rank);
   const bool coordinator = world.rank() == 0;
   const RecipeSpace space = measured_space(options);
-  int max_rank = 0;
-  for (int r : space.ranks) max_rank = std::max(max_rank, r);
-  ResourceInputs resource_in = resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint),
-                                               static_cast<int>(space.specs.size()), max_rank);
+  ResourceInputs resource_in =
+      resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint), space);
   if (runtime_rss > 0) resource_in.runtime_bytes = runtime_rss;
+  resource_in.device = backend.name() == "cuda";
   const std::vector<RankPrediction> prediction = predict_resources(ctx.config, resource_in);
   if (coordinator) {
     ctx.work.create();

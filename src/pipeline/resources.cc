@@ -10,6 +10,7 @@
 #include "model/hessian_accumulator.h"
 #include "model/layer_statistics.h"
 #include "quant/packed_format.h"
+#include "search/search.h"
 
 namespace amlq {
 namespace {
@@ -66,6 +67,32 @@ int64_t pack_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
 
 double packed_bits_per_weight(const ResourceInputs& in) { return in.output_bpw; }
 
+// Device buffers of one CudaBackend::quantize (kernels/cuda_backend.cc): W as
+// given and gathered (fp32), codes, scales and zeros (groups of >= 32 columns),
+// U (fp32), H and its permuted damped copy (fp64), the error block, and a
+// cuSOLVER workspace (potrf/potri, estimated as 256 columns of fp64).
+int64_t device_quantize_bytes(int64_t m, int64_t n, const ResourceInputs& in) {
+  const int64_t mn = m * n;
+  return mn * 4 * 2 + mn + (mn / 32) * 3 + sq(n) * (4 + 8 + 8) + n * 5 + m * in.gptq_block * 4 + n * 256 * 8;
+}
+
+// Device buffers of one CudaBackend::svd of an m x n fp64 matrix at rank k
+// (kernels/linalg_ops.cc gram_svd): the matrix, the Gram matrix of the smaller
+// side, syevd's workspace (1 + 6s + 2s^2 doubles) and eigenvalues, the projection.
+int64_t device_svd_bytes(int64_t m, int64_t n, int64_t k) {
+  const int64_t small = std::min(m, n), large = std::max(m, n);
+  return m * n * 8 + sq(small) * 8 + (1 + 6 * small + 2 * sq(small)) * 8 + small * 8 + large * k * 8;
+}
+
+// One measure or pack task on the device: GPTQ, then (with low rank) the SVD of
+// its error; the buffers of one call are freed before the next.
+int64_t device_task_bytes(int64_t m, int64_t n, const ResourceInputs& in) {
+  int64_t bytes = device_quantize_bytes(m, n, in);
+  if (in.lowrank && in.max_rank > 0)
+    bytes = std::max(bytes, device_svd_bytes(m, n, std::min<int64_t>(in.max_rank, std::min(m, n))));
+  return bytes;
+}
+
 }  // namespace
 
 int64_t PhaseMemory::total() const {
@@ -94,6 +121,25 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   return in;
 }
 
+ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, double weight_bytes,
+                               const RecipeSpace& space) {
+  int max_rank = 0;
+  for (int r : space.ranks) max_rank = std::max(max_rank, r);
+  return resource_inputs(options, world_size, weight_bytes, static_cast<int>(space.specs.size()), max_rank);
+}
+
+RecipeSpace measured_space(const QuantizeOptions& options) {
+  const std::string prefix = "uniform:";
+  if (!options.search.starts_with(prefix)) return load_recipe_space(options.recipes);
+  const auto [spec, rank] = parse_uniform_search(options.search);
+  RecipeSpace space;
+  space.name = options.search;
+  space.specs = {spec};
+  space.ranks = {0};
+  if (rank > 0) space.ranks.push_back(rank);
+  return space;
+}
+
 int64_t predicted_output_bytes(const ModelConfig& config, const ResourceInputs& in) {
   const ParameterCount p = count_parameters(config);
   const double packed = static_cast<double>(p.quantized()) * packed_bits_per_weight(in) / 8.0;
@@ -104,8 +150,9 @@ int64_t predicted_output_bytes(const ModelConfig& config, const ResourceInputs& 
 std::vector<RankPrediction> predict_resources(const ModelConfig& config, const ResourceInputs& in) {
   const Shapes s = shapes_of(config);
   std::vector<RankPrediction> out;
+  const Topology layout = make_topology(config, 0, in.world_size, in.replicas, in.layers_per_rank);
   for (int rank = 0; rank < in.world_size; ++rank) {
-    const Topology topo = make_topology(config, rank, in.world_size, in.replicas, in.layers_per_rank);
+    const Topology topo = topology_of_rank(layout, rank);
     const LayerBlock layers = topo.my_layers();
     RankPrediction r;
     r.rank = rank;
@@ -212,6 +259,59 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
         r.peak_phase = p.phase;
       }
 
+    if (in.device) {
+      const MemoryTerm context{"CUDA context and library handles (estimate)", in.device_runtime_bytes};
+      // Forward of one micro-batch: the largest single call (a linear uploads
+      // x, W and y; attention q, k, v and its output).
+      MemoryTerm fwd_op{"attention (q, k, v, output)", mb_tokens * (2 * s.q + 2 * s.kv) * 4};
+      for (const auto& l : s.linears) {
+        const int64_t bytes = mb_tokens * (int64_t{l.cols} + l.rows) * 4 + int64_t{l.rows} * l.cols * 4 +
+                              (l.has_bias ? int64_t{l.rows} * 4 : 0);
+        if (bytes > fwd_op.bytes) fwd_op = {fmt::format("linear {} (x, W, y)", l.name), bytes};
+      }
+      r.device_phases.push_back({"forward", {context, fwd_op}});
+      // Statistics: one sample's X^T X added into the site's Hessian (x, H,
+      // |x| sums, the fp64 staging chunk of at most 32 Mi values).
+      MemoryTerm stats_op;
+      for (InputSite site : {InputSite::AttnIn, InputSite::AttnOut, InputSite::MlpIn, InputSite::MlpOut}) {
+        const int64_t n = site_dim(s, site);
+        const int64_t bytes = in.seqlen * n * 4 + sq(n) * 8 + n * 8 +
+                              std::min<int64_t>(in.seqlen, std::max<int64_t>(1, (int64_t{32} << 20) / n)) * n * 8;
+        if (bytes > stats_op.bytes) stats_op = {fmt::format("Hessian accumulation, {} ({} x {})", input_site_name(site), n, n), bytes};
+      }
+      r.device_phases.push_back({"forward + statistics", {context, stats_op}});
+      // Measure and pack, site by site: concurrent workers each in one task.
+      for (const bool packing : {false, true}) {
+        for (InputSite site : {InputSite::AttnIn, InputSite::AttnOut, InputSite::MlpIn, InputSite::MlpOut}) {
+          int64_t worst = 0;
+          std::string worst_name;
+          int count = 0;
+          for (const auto& l : s.linears) {
+            if (l.input != site) continue;
+            ++count;
+            const int64_t bytes = device_task_bytes(l.rows, l.cols, in);
+            if (bytes > worst) {
+              worst = bytes;
+              worst_name = l.name;
+            }
+          }
+          if (count == 0) continue;
+          const int workers = packing ? std::min(in.threads, count) : std::min(in.threads, count * std::max(1, in.specs));
+          r.device_phases.push_back(
+              {fmt::format("{} {}", packing ? "pack" : "measure", input_site_name(site)),
+               {context,
+                {fmt::format("GPTQ{} of {} x {} worker(s)", in.lowrank && in.max_rank > 0 ? " or low-rank SVD" : "",
+                             worst_name, workers),
+                 worst * workers}}});
+        }
+      }
+      for (const auto& p : r.device_phases)
+        if (p.total() > r.peak_device) {
+          r.peak_device = p.total();
+          r.peak_device_phase = p.phase;
+        }
+    }
+
     // Disk: per-layer pack checkpoints (packed size) of this stage's layers, on replica 0.
     const ParameterCount pc = count_parameters(config);
     if (topo.replica == 0)
@@ -238,10 +338,14 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
 std::string format_prediction(const std::vector<RankPrediction>& ranks) {
   std::string out;
   for (const auto& r : ranks)
-    out += fmt::format("rank {} (stage {}, replica {}): layers [{}, {}), {} samples; peak host memory {} ({}); "
+    out += fmt::format("rank {} (stage {}, replica {}): layers [{}, {}), {} samples; peak host memory {} ({}); {}"
                        "work dir {}; sends {}\n",
                        r.rank, r.stage, r.replica, r.layers.first, r.layers.end, r.samples, format_bytes(r.peak_host),
-                       r.peak_phase, format_bytes(r.work_dir_bytes), format_bytes(r.bytes_sent));
+                       r.peak_phase,
+                       r.device_phases.empty() ? std::string()
+                                               : fmt::format("peak device memory {} ({}); ", format_bytes(r.peak_device),
+                                                             r.peak_device_phase),
+                       format_bytes(r.work_dir_bytes), format_bytes(r.bytes_sent));
   return out;
 }
 

@@ -12,6 +12,7 @@
 #include "io/model_config.h"
 #include "pipeline/quantize_options.h"
 #include "pipeline/topology.h"
+#include "search/recipe_space.h"
 
 namespace amlq {
 
@@ -34,10 +35,27 @@ struct ResourceInputs {
   // libraries alone are ~180 MiB), MPI, HDF5. A run measures it at start; `amlq
   // plan` uses this default (measured on the development machine).
   int64_t runtime_bytes = 300ll << 20;
+  // The CUDA backend (--backend cuda): predict each rank's peak device memory
+  // too. Every backend call uploads its operands and frees them on return
+  // (kernels/cuda_backend.cc), so the peak is the largest call, times the
+  // measure/pack workers that may call it at once.
+  bool device = false;
+  // CUDA context, cuBLAS/cuSOLVER handles and loaded kernels: an estimate (no
+  // device has measured it yet).
+  int64_t device_runtime_bytes = 768ll << 20;
+  int gptq_block = 128;  // GPTQ column block (GptqOptions::block_size): the CUDA error buffer
 };
 
 ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, double weight_bytes, int specs,
                                int max_rank);
+// The same from the recipe space the run measures (specs, largest rank): what
+// `amlq quantize` and `amlq plan` both call.
+ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, double weight_bytes,
+                               const RecipeSpace& space);
+
+// The recipe space a run measures: `--search uniform:<spec>[-r<k>]` measures only
+// that candidate (nothing else could change its result), else --recipes.
+RecipeSpace measured_space(const QuantizeOptions& options);
 
 // One term of a rank's memory, in bytes.
 struct MemoryTerm {
@@ -61,6 +79,11 @@ struct RankPrediction {
   std::string peak_phase;
   int64_t work_dir_bytes = 0;        // this rank's share of the work directory at its largest
   int64_t bytes_sent = 0;            // over MPI, whole run
+  // --backend cuda (ResourceInputs::device): the device buffers of each phase's
+  // largest backend call; empty otherwise.
+  std::vector<PhaseMemory> device_phases;
+  int64_t peak_device = 0;
+  std::string peak_device_phase;
 };
 
 // One entry per rank of the layout (the topology of make_topology).

@@ -72,13 +72,19 @@ Topology make_topology(const ModelConfig& config, int world_rank, int world_size
   if (world_size % replicas != 0)
     AMLQ_FAIL(Usage, "{} ranks cannot form {} replicas (ranks = replicas x pipeline stages)", world_size, replicas);
   Topology t;
-  t.world_rank = world_rank;
   t.world_size = world_size;
   t.replicas = replicas;
   t.stages = world_size / replicas;
+  t.stage_layers = balance_layers(config, t.stages, layers_per_rank);
+  return topology_of_rank(t, world_rank);
+}
+
+Topology topology_of_rank(const Topology& layout, int world_rank) {
+  AMLQ_ASSERT(world_rank >= 0 && world_rank < layout.world_size, "rank {} of {}", world_rank, layout.world_size);
+  Topology t = layout;
+  t.world_rank = world_rank;
   t.replica = world_rank / t.stages;
   t.stage = world_rank % t.stages;
-  t.stage_layers = balance_layers(config, t.stages, layers_per_rank);
   return t;
 }
 

@@ -41,6 +41,8 @@ std::vector<LayerBlock> balance_layers(const ModelConfig& config, int stages, in
 // Throws Usage when world_size is not a multiple of replicas, or there are more
 // stages than decoder layers.
 Topology make_topology(const ModelConfig& config, int world_rank, int world_size, int replicas, int layers_per_rank);
+// The same layout seen from another rank (no second balance_layers).
+Topology topology_of_rank(const Topology& layout, int world_rank);
 
 // Samples [first, end) of replica r when `samples` are split evenly.
 struct SampleShare {

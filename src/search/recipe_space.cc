@@ -84,6 +84,23 @@ fs::path executable_dir() {
 
 }  // namespace
 
+std::string find_config_file(const std::string& folder, const std::string& file, std::string& tried) {
+  std::vector<fs::path> dirs;
+  if (const char* env = std::getenv("AMLQ_CONFIG_DIR"); env && *env) dirs.emplace_back(env);
+  if (const fs::path exe = executable_dir(); !exe.empty()) {
+    dirs.push_back(exe / ".." / "share" / "amlq" / "configs");
+    dirs.push_back(exe / ".." / "configs");
+  }
+  if (*AMLQ_CONFIG_DIR) dirs.emplace_back(AMLQ_CONFIG_DIR);
+  tried.clear();
+  for (const auto& dir : dirs) {
+    const fs::path candidate = dir / folder / file;
+    if (fs::is_regular_file(candidate)) return candidate.lexically_normal().string();
+    tried += (tried.empty() ? "" : ", ") + candidate.lexically_normal().string();
+  }
+  return "";
+}
+
 RecipeSpace parse_recipe_space(const std::string& text, const std::string& source) {
   const auto entries = toml::parse_flat(text, source);
   const RecipeReader reader(source);
@@ -157,22 +174,8 @@ RecipeSpace load_recipe_space(const std::string& path_or_name) {
       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
     });
     if (!plain) AMLQ_FAIL(Usage, "recipe space '{}': a name may only hold letters, digits, '_' and '-'", path_or_name);
-    std::vector<fs::path> dirs;
-    if (const char* env = std::getenv("AMLQ_CONFIG_DIR"); env && *env) dirs.emplace_back(env);
-    if (const fs::path exe = executable_dir(); !exe.empty()) {
-      dirs.push_back(exe / ".." / "share" / "amlq" / "configs");
-      dirs.push_back(exe / ".." / "configs");
-    }
-    if (*AMLQ_CONFIG_DIR) dirs.emplace_back(AMLQ_CONFIG_DIR);
     std::string tried;
-    for (const auto& dir : dirs) {
-      const fs::path candidate = dir / "recipes" / (path_or_name + ".toml");
-      if (fs::is_regular_file(candidate)) {
-        path = candidate.lexically_normal();
-        break;
-      }
-      tried += (tried.empty() ? "" : ", ") + candidate.lexically_normal().string();
-    }
+    path = find_config_file("recipes", path_or_name + ".toml", tried);
     if (path.empty()) AMLQ_FAIL(Usage, "recipe space '{}' not found (looked in {})", path_or_name, tried);
   }
   std::ifstream in(path, std::ios::binary);

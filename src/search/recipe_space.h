@@ -35,6 +35,10 @@ struct RecipeSpace {
 // Malformed files throw Input "<file>: ..." naming the key.
 RecipeSpace load_recipe_space(const std::string& path_or_name);
 
+// <dir>/<folder>/<file> in the first of the directories above that has it, or ""
+// (then `tried` lists the paths looked at). Shared by every configs/ lookup.
+std::string find_config_file(const std::string& folder, const std::string& file, std::string& tried);
+
 // Parses recipe TOML text; `source` names the file in errors.
 RecipeSpace parse_recipe_space(const std::string& text, const std::string& source);
 
