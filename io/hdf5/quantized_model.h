@@ -6,6 +6,7 @@
 // readers without amlq (h5py, h5dump).
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -60,5 +61,29 @@ void write_quantized_model(const std::string& path, const QuantizedModel& model)
 // missing file, a non-HDF5 or non-amlq file, a newer format_version, a missing
 // object or a shape that disagrees with the attributes.
 QuantizedModel read_quantized_model(const std::string& path, bool load_tensors = true);
+
+// The same file read one tensor at a time, for exporters that must not hold the
+// whole model: opening validates everything read_quantized_model(path, false)
+// does; the read_* calls load one linear or passthrough tensor (errors as above).
+class QuantizedModelFile {
+ public:
+  explicit QuantizedModelFile(const std::string& path);
+  ~QuantizedModelFile();
+  QuantizedModelFile(const QuantizedModelFile&) = delete;
+  QuantizedModelFile& operator=(const QuantizedModelFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  // Header, every linear's and passthrough tensor's attributes and shape, and
+  // the measurement table; tensor data empty.
+  const QuantizedModel& layout() const { return layout_; }
+  PackedLinear read_linear(size_t index) const;             // index into layout().linears
+  PassthroughTensor read_passthrough(size_t index) const;   // index into layout().passthrough
+
+ private:
+  struct Handle;
+  std::string path_;
+  std::unique_ptr<Handle> handle_;
+  QuantizedModel layout_;
+};
 
 }  // namespace amlq
