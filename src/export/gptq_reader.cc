@@ -123,7 +123,10 @@ GptqCheckpointConfig read_gptq_config(const std::string& dir) {
   AMLQ_REQUIRE(method == gptq::kQuantMethod, "{}: quant_method '{}' is not gptq", origin, method);
   AMLQ_REQUIRE(!field<bool>(q, "is_marlin_format", false, origin), "{}: Marlin-repacked checkpoints are not supported",
                origin);
-  c.checkpoint_format = lower(field<std::string>(q, "checkpoint_format", std::string(gptq::kCheckpointFormatV1), origin));
+  // GPTQModel writes the layout as "checkpoint_format" or, in newer versions, "format".
+  const std::string format_key = q.contains("checkpoint_format") ? "checkpoint_format" : "format";
+  c.checkpoint_format =
+      lower(field<std::string>(q, format_key.c_str(), std::string(gptq::kCheckpointFormatV1), origin));
   if (c.checkpoint_format == gptq::kCheckpointFormatV1)
     c.zero_offset = gptq::kZeroOffsetV1;
   else if (c.checkpoint_format == gptq::kCheckpointFormatV2)
