@@ -17,7 +17,7 @@ groups = [128]
 act_order = true
 TOML
 args=(quantize "$work/model" --calib "$work/ids.u32" --calib-samples 8 --calib-seqlen 256 --recipes "$work/recipes.toml"
-  --target-bpw 4 --threads 1)
+  --target-bpw 4.25 --threads 1)
 mpirun -np 1 "$amlq" "${args[@]}" --out "$work/np1.h5" --report "$work/np1.json" >"$work/np1.out" 2>"$work/np1.log" ||
   { tail -20 "$work/np1.log"; exit 1; }
 mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$work/np2.h5" --report "$work/np2.json" >"$work/np2.out" 2>"$work/np2.log" ||
