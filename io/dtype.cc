@@ -71,4 +71,24 @@ void convert_to_f32(DType dtype, const std::byte* src, size_t n, float* dst) {
   AMLQ_FAIL(Internal, "convert_to_f32: unknown dtype {}", static_cast<int>(dtype));
 }
 
+void convert_from_f32(DType dtype, const float* src, size_t n, std::byte* dst) {
+  switch (dtype) {
+    case DType::F32: std::memcpy(dst, src, n * 4); return;
+    case DType::BF16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = float_to_bf16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    case DType::F16:
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = float_to_fp16(src[i]);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+      return;
+    default: break;
+  }
+  AMLQ_FAIL(Internal, "convert_from_f32: cannot write dtype {}", dtype_name(dtype));
+}
+
 }  // namespace amlq

@@ -15,5 +15,8 @@ bool is_float(DType dtype);
 
 // Converts n elements of `src` (of dtype) to float32.
 void convert_to_f32(DType dtype, const std::byte* src, size_t n, float* dst);
+// Converts n float32 values to dtype F32, F16 or BF16 (round to nearest even,
+// NaN stays NaN); any other dtype is an Internal error.
+void convert_from_f32(DType dtype, const float* src, size_t n, std::byte* dst);
 
 }  // namespace amlq

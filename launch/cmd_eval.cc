@@ -1,6 +1,6 @@
 // amlq eval MODEL --data FILE: perplexity (REFERENCE.md protocol).
 // amlq generate MODEL --prompt TEXT: greedy decoding, a smoke test.
-// MODEL is a checkpoint directory or an amlq .h5 file.
+// MODEL is a checkpoint directory (plain or GPTQ) or an amlq .h5 file.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/timer.h"
+#include "export/gptq_reader.h"
 #include "io/tokenizer/dataset.h"
 #include "io/tokenizer/tokenizer.h"
 #include "launch/commands.h"
@@ -25,9 +26,21 @@ namespace {
 
 bool is_quantized_model(const std::string& path) { return std::filesystem::path(path).extension() == ".h5"; }
 
+// An amlq .h5, a GPTQ checkpoint directory (with its lowrank-adapter/ when
+// present) or a plain checkpoint directory.
 ModelWeights load_any_model(const std::string& path) {
   Timer timer;
-  ModelWeights weights = is_quantized_model(path) ? load_quantized_model_weights(path) : load_model_weights(path);
+  ModelWeights weights;
+  if (is_quantized_model(path)) {
+    weights = load_quantized_model_weights(path);
+  } else if (checkpoint_kind(path) == CheckpointKind::Gptq) {
+    int adapted = 0;
+    weights = load_gptq_model_weights(path, &adapted);
+    AMLQ_LOG_INFO("{}: GPTQ checkpoint{}", path,
+                  adapted ? fmt::format(", LoRA adapter on {} linears", adapted) : std::string());
+  } else {
+    weights = load_model_weights(path);
+  }
   AMLQ_LOG_INFO("loaded {} ({} layers) in {:.2f}s", path, weights.layers.size(), timer.seconds());
   return weights;
 }
@@ -140,8 +153,9 @@ void run_generate(const GenerateOptions& o, const GlobalOptions& global) {
 void add_eval_commands(CLI::App& app, const GlobalOptions& global, Runner& run) {
   {
     auto o = std::make_shared<EvalOptions>();
-    auto* cmd = app.add_subcommand("eval", "Perplexity of a model (checkpoint or amlq .h5) on a dataset");
-    cmd->add_option("model", o->model, "Model directory (config.json + safetensors) or an amlq .h5 file")
+    auto* cmd = app.add_subcommand("eval", "Perplexity of a model (checkpoint, GPTQ checkpoint or amlq .h5) on a dataset");
+    cmd->add_option("model", o->model,
+                    "Model directory (config.json + safetensors, plain or GPTQ) or an amlq .h5 file")
         ->required();
     cmd->add_option("--data", o->data, "Token ids (.u16/.u32/.npy) or UTF-8 text (tokenized as one string)")
         ->required();

@@ -1,4 +1,5 @@
-// amlq inspect MODEL_DIR|FILE.h5: architecture, layers, parameter counts, dtypes.
+// amlq inspect MODEL_DIR|FILE.h5: architecture, layers, parameter counts, dtypes
+// (for a GPTQ checkpoint directory: its quantization settings per linear).
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -6,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "export/gptq_reader.h"
 #include "io/hdf5/model_summary.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
@@ -72,11 +74,15 @@ void inspect_checkpoint(const std::string& path) {
 void add_inspect_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   auto* cmd = app.add_subcommand("inspect", "Show a model's architecture, layers, parameter counts and dtypes");
   auto path = std::make_shared<std::string>();
-  cmd->add_option("model", *path, "Model directory (config.json + safetensors) or an amlq .h5 file")->required();
+  cmd->add_option("model", *path, "Model directory (plain or GPTQ checkpoint) or an amlq .h5 file")->required();
   cmd->callback([&run, path] {
     run = [path] {
       if (std::filesystem::path(*path).extension() == ".h5") {
         fmt::print("{}", summarize_quantized_model(*path));
+        return;
+      }
+      if (checkpoint_kind(*path) == CheckpointKind::Gptq) {
+        fmt::print("{}", summarize_gptq_checkpoint(*path));
         return;
       }
       inspect_checkpoint(*path);

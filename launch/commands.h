@@ -21,6 +21,7 @@ void add_layer_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_eval_commands(CLI::App& app, const GlobalOptions& global, Runner& run);      // eval, generate
 void add_tokenize_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& run);  // quantize + stages
+void add_export_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 
 }  // namespace amlq::cli

@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   cli::add_eval_commands(app, global, run);
   cli::add_tokenize_command(app, global, run);
   cli::add_quantize_commands(app, global, run);
+  cli::add_export_command(app, global, run);
   cli::add_plan_command(app, global, run);
 
   try {

@@ -27,11 +27,12 @@ samples=${SAMPLES:-16} seqlen=${SEQLEN:-128}
 
 out="$repo/out/bench-scaling"
 mkdir -p "$out"
-model="$out/llama-L${layers}-h${hidden}-i${intermediate}-a${heads}-kv${kv_heads}-v${vocab}"
+# F32 as in the recorded results (make_synthetic_model defaults to bf16 shards).
+model="$out/llama-L${layers}-h${hidden}-i${intermediate}-a${heads}-kv${kv_heads}-v${vocab}-f32"
 ids="$out/calib-v${vocab}.u32"
 if [[ ! -f $model/config.json || ! -f $ids ]]; then
   "$maker" --out "$model" --layers "$layers" --hidden "$hidden" --intermediate "$intermediate" \
-    --heads "$heads" --kv-heads "$kv_heads" --vocab "$vocab" --calib-ids "$ids" --calib-tokens 65536 >&2
+    --heads "$heads" --kv-heads "$kv_heads" --vocab "$vocab" --dtype f32 --calib-ids "$ids" --calib-tokens 65536 >&2
 fi
 
 # mpirun refuses root unless told; oversubscribe so -np 4 runs on a 2-core machine.

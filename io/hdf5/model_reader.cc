@@ -133,7 +133,7 @@ QuantizedModelHeader read_header(hid_t file) {
   return h;
 }
 
-PackedLinear read_linear(hid_t linears, const std::string& name, bool load) {
+PackedLinear read_linear_group(hid_t linears, const std::string& name, bool load) {
   const std::string where = "/linears/" + name;
   const Group g = group_at(linears, name, where);
   const hid_t gid = g.get();
@@ -201,7 +201,7 @@ PackedLinear read_linear(hid_t linears, const std::string& name, bool load) {
   return l;
 }
 
-PassthroughTensor read_passthrough(hid_t group, const std::string& name, bool load) {
+PassthroughTensor read_passthrough_dataset(hid_t group, const std::string& name, bool load) {
   const std::string where = "/passthrough/" + name;
   const Dataset ds(open_object(group, name, where, H5I_DATASET));
   const std::string dtype = string_attribute(ds.get(), "dtype", where);
@@ -296,46 +296,77 @@ QuantizedModel read_model(hid_t file, bool load) {
   model.header = read_header(file);
   const Group linears = group_at(file, "linears", "/linears");
   for (const auto& name : h5::link_names(linears.get()))
-    model.linears.push_back(read_linear(linears.get(), name, load));
+    model.linears.push_back(read_linear_group(linears.get(), name, load));
   const Group passthrough = group_at(file, "passthrough", "/passthrough");
   for (const auto& name : h5::link_names(passthrough.get()))
-    model.passthrough.push_back(read_passthrough(passthrough.get(), name, load));
+    model.passthrough.push_back(read_passthrough_dataset(passthrough.get(), name, load));
   model.measurements = read_measurements(file);
   return model;
+}
+
+// Runs `read` on the open file; every non-internal error names the file.
+template <typename F>
+auto with_file_errors(const std::string& path, F&& read) {
+  try {
+    return read();
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Internal) throw;
+    AMLQ_FAIL(Input, "{}: {}", path, e.what());
+  }
+}
+
+h5::File open_model_file(const std::string& path) {
+  h5::quiet_hdf5_errors();
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) AMLQ_FAIL(Input, "{}: no such file", path);
+  return with_file_errors(path, [&] {
+    const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
+    if (is_hdf5 <= 0) AMLQ_FAIL(Input, "not an HDF5 file");
+    return h5::File(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+  });
 }
 
 }  // namespace
 
 QuantizedModel read_quantized_model(const std::string& path, bool load_tensors) {
-  h5::quiet_hdf5_errors();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) AMLQ_FAIL(Input, "{}: no such file", path);
-  try {
-    const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-    if (is_hdf5 <= 0) AMLQ_FAIL(Input, "not an HDF5 file");
-    const h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
-    return read_model(file.get(), load_tensors);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::Internal) throw;
-    AMLQ_FAIL(Input, "{}: {}", path, e.what());
-  }
+  const h5::File file = open_model_file(path);
+  return with_file_errors(path, [&] { return read_model(file.get(), load_tensors); });
+}
+
+struct QuantizedModelFile::Handle {
+  h5::File file;
+};
+
+QuantizedModelFile::QuantizedModelFile(const std::string& path)
+    : path_(path), handle_(std::make_unique<Handle>(Handle{open_model_file(path)})) {
+  layout_ = with_file_errors(path_, [&] { return read_model(handle_->file.get(), false); });
+}
+
+QuantizedModelFile::~QuantizedModelFile() = default;
+
+PackedLinear QuantizedModelFile::read_linear(size_t index) const {
+  AMLQ_ASSERT(index < layout_.linears.size(), "linear {} of {}", index, layout_.linears.size());
+  return with_file_errors(path_, [&] {
+    const Group linears = group_at(handle_->file.get(), "linears", "/linears");
+    return read_linear_group(linears.get(), layout_.linears[index].name, true);
+  });
+}
+
+PassthroughTensor QuantizedModelFile::read_passthrough(size_t index) const {
+  AMLQ_ASSERT(index < layout_.passthrough.size(), "passthrough tensor {} of {}", index, layout_.passthrough.size());
+  return with_file_errors(path_, [&] {
+    const Group group = group_at(handle_->file.get(), "passthrough", "/passthrough");
+    return read_passthrough_dataset(group.get(), layout_.passthrough[index].name, true);
+  });
 }
 
 PackedLinear read_quantized_linear(const std::string& path, const std::string& name) {
-  h5::quiet_hdf5_errors();
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) AMLQ_FAIL(Input, "{}: no such file", path);
-  try {
-    const htri_t is_hdf5 = H5Fis_hdf5(path.c_str());
-    if (is_hdf5 <= 0) AMLQ_FAIL(Input, "not an HDF5 file");
-    const h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+  const h5::File file = open_model_file(path);
+  return with_file_errors(path, [&] {
     read_header(file.get());
     const Group linears = group_at(file.get(), "linears", "/linears");
-    return read_linear(linears.get(), name, true);
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::Internal) throw;
-    AMLQ_FAIL(Input, "{}: {}", path, e.what());
-  }
+    return read_linear_group(linears.get(), name, true);
+  });
 }
 
 }  // namespace amlq

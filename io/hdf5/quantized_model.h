@@ -6,6 +6,7 @@
 // readers without amlq (h5py, h5dump).
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -63,5 +64,29 @@ QuantizedModel read_quantized_model(const std::string& path, bool load_tensors =
 
 // One linear (with its tensors) of such a file, validated as read_quantized_model does.
 PackedLinear read_quantized_linear(const std::string& path, const std::string& name);
+
+// The same file read one tensor at a time, for exporters that must not hold the
+// whole model: opening validates everything read_quantized_model(path, false)
+// does; the read_* calls load one linear or passthrough tensor (errors as above).
+class QuantizedModelFile {
+ public:
+  explicit QuantizedModelFile(const std::string& path);
+  ~QuantizedModelFile();
+  QuantizedModelFile(const QuantizedModelFile&) = delete;
+  QuantizedModelFile& operator=(const QuantizedModelFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  // Header, every linear's and passthrough tensor's attributes and shape, and
+  // the measurement table; tensor data empty.
+  const QuantizedModel& layout() const { return layout_; }
+  PackedLinear read_linear(size_t index) const;             // index into layout().linears
+  PassthroughTensor read_passthrough(size_t index) const;   // index into layout().passthrough
+
+ private:
+  struct Handle;
+  std::string path_;
+  std::unique_ptr<Handle> handle_;
+  QuantizedModel layout_;
+};
 
 }  // namespace amlq

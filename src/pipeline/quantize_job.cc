@@ -387,6 +387,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   model.header.lowrank_method = lowrank_method_name(options.lowrank);
   model.header.target_bpw = options.target_bpw;
   model.header.achieved_bpw = plan.achieved_bpw;
+  // calibration + gptq: what `amlq export --requantize` needs to regenerate the statistics.
   model.header.extra_json =
       nlohmann::json{{"input_hash", pack_hash},
                      {"recipes", space.name},
@@ -399,7 +400,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
                        {"seed", cs.seed},
                        {"random_offsets", cs.random_offsets},
                        {"batch", options.batch},
-                       {"samples_per_block", options.samples_per_block}}}}
+                       {"samples_per_block", options.samples_per_block}}},
+                     {"gptq", {{"damp", options.gptq.damp}, {"block_size", options.gptq.block_size}}}}
           .dump();
   bool pack_reused = false;
   if (coordinator && reuse(StageLimit::Pack) && fs::exists(options.out)) {
