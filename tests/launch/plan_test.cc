@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "core/parallel.h"
@@ -100,6 +101,26 @@ TEST(PlanCommand, BadInputGivesAClearErrorAndExitCode) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = test::run_amlq("plan " + config + " --rates " + dir.file("missing.toml"));
   EXPECT_EQ(r.exit_code, 3) << r.output;
+}
+
+// A broken config.json: exit code 3 (input) and one error line naming the file.
+TEST(PlanCommand, BrokenConfigJsonNamesTheFile) {
+  test::TempDir dir;
+  const std::string not_json = dir.file("not-json.json");
+  std::ofstream(not_json) << "{\"hidden_size\": 512,";
+  const std::string no_layers = dir.file("no-layers.json");
+  std::ofstream(no_layers) << R"({"model_type": "llama", "hidden_size": 512, "intermediate_size": 1376,
+    "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 1000})";
+  for (const auto& [path, what] : {std::pair{not_json, std::string("not valid JSON")},
+                                   std::pair{no_layers, std::string("num_hidden_layers")}}) {
+    const auto r = test::run_amlq("plan " + path + " --np 2");
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    const auto line = r.output.find(path);
+    ASSERT_NE(line, std::string::npos) << r.output;
+    const auto end = r.output.find('\n', line);
+    EXPECT_NE(r.output.substr(line, end - line).find(what), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("verdict"), std::string::npos) << "no plan after an error: " << r.output;
+  }
 }
 
 }  // namespace

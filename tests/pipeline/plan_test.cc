@@ -9,6 +9,7 @@
 #include "pipeline/op_rates.h"
 #include "pipeline/resources.h"
 #include "pipeline/time_model.h"
+#include "pipeline/topology.h"
 
 namespace amlq {
 namespace {
@@ -89,6 +90,45 @@ TEST(ClusterPlan, UsesPredictResourcesUnchanged) {
   }
   ASSERT_EQ(plan.nodes, 1);
   EXPECT_EQ(plan.node_host[0], node);  // three ranks on one node
+}
+
+// The layers each rank gets are the run's own split (make_topology): contiguous
+// blocks covering every layer once per replica, replicas repeating the stages.
+TEST(ClusterPlan, LayerSplitIsTheRunsTopology) {
+  const ModelConfig c = config_of(256, 688, 10, 8, 4, 1000);
+  PlanInputs in = inputs_for(6, 1);
+  in.job.replicas = 2;  // 2 replicas x 3 stages
+  in.job.calib_spec.num_samples = 32;
+  const ClusterPlan plan = make_plan(c, in, test_rates(false), false);
+  ASSERT_EQ(plan.stages, 3);
+  ASSERT_EQ(plan.ranks.size(), 6u);
+  int next = 0;
+  for (int rank = 0; rank < 6; ++rank) {
+    const auto& r = plan.ranks[static_cast<size_t>(rank)];
+    const Topology t = make_topology(c, rank, 6, 2, 0);
+    EXPECT_EQ(r.layers.first, t.my_layers().first) << "rank " << rank;
+    EXPECT_EQ(r.layers.end, t.my_layers().end) << "rank " << rank;
+    EXPECT_EQ(r.stage, rank % 3);
+    EXPECT_EQ(r.replica, rank / 3);
+    EXPECT_EQ(r.samples, 16) << "each replica calibrates half the samples";
+    if (r.replica == 0) {
+      EXPECT_EQ(r.layers.first, next);
+      EXPECT_GE(r.layers.size(), 3);
+      EXPECT_LE(r.layers.size(), 4);
+      next = r.layers.end;
+    } else {
+      EXPECT_EQ(r.layers.first, plan.ranks[static_cast<size_t>(rank - 3)].layers.first);
+    }
+  }
+  EXPECT_EQ(next, 10);
+  // --layers-per-rank forces the blocks, as in the run.
+  in.cluster.np = 3;
+  in.job.replicas = 1;
+  in.job.layers_per_rank = 2;
+  const ClusterPlan forced = make_plan(c, in, test_rates(false), false);
+  EXPECT_EQ(forced.ranks[0].layers.size(), 2);
+  EXPECT_EQ(forced.ranks[1].layers.size(), 2);
+  EXPECT_EQ(forced.ranks[2].layers.size(), 6);
 }
 
 TEST(ClusterPlan, TooLittleHostMemoryIsFixedByAnOptionThatReallyFits) {
