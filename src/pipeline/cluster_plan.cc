@@ -275,9 +275,7 @@ std::string format_plan(const ModelConfig& config, const PlanInputs& in, const C
   out += fmt::format("memory      predict_resources (docs/DISTRIBUTED.md), as the run logs it; runtime {} before any "
                      "work\n",
                      bytes(plan.resources.runtime_bytes));
-  out += fmt::format("rates       {}{}\n", fmt::join(rates.sources, ", "),
-                     rates.machine.empty() ? "" : fmt::format(" ({}{})", rates.machine,
-                                                              rates.measured.empty() ? "" : ", " + rates.measured));
+  out += fmt::format("rates       {}\n", fmt::join(rates.described, "; "));
 
   // One row per rank, or per run of ranks with the same row.
   struct Row {

@@ -146,13 +146,14 @@ bool OpRates::has_device() const {
 OpRates parse_op_rates(const std::string& text, const std::string& source, OpRates base) {
   OpRates r = std::move(base);
   r.sources.push_back(source);
+  std::string file_machine, file_measured;
   for (const auto& e : toml::parse_flat(text, source)) {
     if (e.key == "machine") {
-      r.machine = string_of(e, source);
+      r.machine = file_machine = string_of(e, source);
       continue;
     }
     if (e.key == "measured") {
-      r.measured = string_of(e, source);
+      r.measured = file_measured = string_of(e, source);
       continue;
     }
     if (e.key == "threads") {
@@ -168,6 +169,10 @@ OpRates parse_op_rates(const std::string& text, const std::string& source, OpRat
     if (!(v > 0) || !std::isfinite(v)) AMLQ_FAIL(Input, "{}:{}: '{}' must be a positive number, got {}", source, e.line, e.key, v);
     r.*(key->field) = v * key->unit;
   }
+  std::string note = file_machine;
+  if (!file_measured.empty()) note += (note.empty() ? "measured " : ", measured ") + file_measured;
+  const std::string name = fs::path(source).filename().string();
+  r.described.push_back(note.empty() ? name : fmt::format("{} ({})", name, note));
   return r;
 }
 

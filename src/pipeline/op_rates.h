@@ -40,6 +40,8 @@ namespace amlq {
 
 struct OpRates {
   std::vector<std::string> sources;  // files read, in order
+  // Per file read: "<file name> (<its machine>[, measured <date>])", for the plan's header.
+  std::vector<std::string> described;
   std::string machine;               // description of the last file that gave one
   std::string measured;              // its date
   int threads = 1;
