@@ -173,22 +173,33 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
       r.phases.push_back(m);
     }
 
-    // Pack: one site's statistics and a layer in float32 (sequential modes), one linear per worker.
-    int64_t worst_pack = 0;
-    for (const auto& l : s.linears) worst_pack = std::max(worst_pack, pack_working_set(l.rows, l.cols, in));
-    int64_t largest_site = 0;
-    for (InputSite site : order) largest_site = std::max(largest_site, sq(site_dim(s, site)) * 8);
-    const int64_t pack_stats = in.sequential == SequentialMode::True ? largest_site * (matrices + merge_extra)
-                                                                     : hessians * (matrices + merge_extra);
-    PhaseMemory pack{"pack",
-                     {runtime,
-                      mapped,
-                      {"calibration activations (hidden states of the share)", tokens * s.h * 4},
-                      {"one decoder layer in float32", in.sequential == SequentialMode::None ? 0 : s.layer_params * 4},
-                      {"statistics for packing", pack_stats},
-                      {fmt::format("pack working set x {} worker(s)", std::min(in.threads, 3)),
-                       worst_pack * std::min(in.threads, 3)}}};
-    r.phases.push_back(pack);
+    // Pack, site by site as in measure (pack_site quantizes one site's linears at a
+    // time, its workers split over them): the statistics still held (this site and
+    // the later ones; with --sequential true only this site's, regenerated per
+    // site), a layer in float32 (sequential modes), the site's working sets.
+    for (int k = 0; k < 4; ++k) {
+      const InputSite site = order[k];
+      int64_t held = 0;
+      for (int later = k; later < (in.sequential == SequentialMode::True ? k + 1 : 4); ++later)
+        held += sq(site_dim(s, order[later])) * 8;
+      held *= matrices + merge_extra;
+      int64_t worst = 0;
+      int count = 0;
+      for (const auto& l : s.linears) {
+        if (l.input != site) continue;
+        worst = std::max(worst, pack_working_set(l.rows, l.cols, in));
+        ++count;
+      }
+      const int workers = std::min(in.threads, std::max(1, count / std::max(1, in.replicas)));
+      PhaseMemory pack{fmt::format("pack {}", input_site_name(site)),
+                       {runtime,
+                        mapped,
+                        {"calibration activations (hidden states of the share)", tokens * s.h * 4},
+                        {"one decoder layer in float32", in.sequential == SequentialMode::None ? 0 : s.layer_params * 4},
+                        {"statistics still held for packing (this site and later ones)", held},
+                        {fmt::format("pack working set x {} worker(s)", workers), worst * workers}}};
+      r.phases.push_back(pack);
+    }
 
     // Write: passthrough copies (embedding on stage 0, head on the last stage) and one packed linear.
     int64_t passthrough = 0;
