@@ -49,9 +49,9 @@ int64_t site_dim(const Shapes& s, InputSite site) {
 // GPTQ's working copies plus, with low rank, the decomposition of its error.
 int64_t measure_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
   const int64_t mn = m * n;
-  // gptq_quantize: W^T copy, codes, the permuted Hessian, its damped copy, U (fp32),
-  // then W_hat.
-  const int64_t gptq = mn * 4 + mn + sq(n) * 8 * 2 + sq(n) * 4 + mn * 4;
+  // gptq_quantize: W^T copy, codes, the permuted damped Hessian factored in place
+  // (fp64) next to U (fp32) while U is taken from it, then W_hat.
+  const int64_t gptq = mn * 4 + mn + sq(n) * 8 + sq(n) * 4 + mn * 4;
   if (!in.lowrank || in.max_rank <= 0) return gptq + mn * 4;  // + the error matrix
   // decompose_error: E and E L (fp64), H copy, damped copy and L, Gram + eigen solver.
   const int64_t small = std::min(m, n);
