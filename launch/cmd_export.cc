@@ -23,7 +23,7 @@ void run_export(const ExportCliOptions& o, const GlobalOptions& global) {
   ExportOptions job = o.job;
   job.format = parse_export_format(o.format);
   if (!o.dtype.empty()) job.dtype = parse_export_dtype(o.dtype);
-  job.max_shard_bytes = parse_byte_size(o.max_shard_size);
+  job.max_shard_bytes = parse_byte_size_option(o.max_shard_size);
   auto backend = make_backend(global.backend);
   const ExportSummary summary = export_model(*backend, job);
   if (o.json)

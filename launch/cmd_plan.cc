@@ -179,9 +179,9 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   if (in.device == ComputeDevice::Cuda && cl.ranks_per_node > o.gpus_per_node)
     AMLQ_FAIL(Usage, "--ranks-per-node {} exceeds --gpus-per-node {} (one GPU per rank)", cl.ranks_per_node,
               o.gpus_per_node);
-  cl.host_mem = o.host_mem.empty() ? machine_memory() : parse_byte_size(o.host_mem, "--host-mem");
-  if (in.device == ComputeDevice::Cuda) cl.gpu_mem = parse_byte_size(o.gpu_mem, "--gpu-mem");
-  if (!o.disk.empty()) cl.disk = parse_byte_size(o.disk, "--disk");
+  cl.host_mem = o.host_mem.empty() ? machine_memory() : parse_size_option(o.host_mem, "--host-mem");
+  if (in.device == ComputeDevice::Cuda) cl.gpu_mem = parse_size_option(o.gpu_mem, "--gpu-mem");
+  if (!o.disk.empty()) cl.disk = parse_size_option(o.disk, "--disk");
 
   std::vector<std::string> rate_files = o.rates;
   if (rate_files.empty()) {

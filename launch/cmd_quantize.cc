@@ -115,14 +115,14 @@ void add_stage(CLI::App& app, const GlobalOptions& global, Runner& run, const ch
 }  // namespace
 
 void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& run) {
-  add_stage(app, global, run, "quantize", "Calibrate, measure, search, pack and report in one run", StageLimit::All);
-  add_stage(app, global, run, "calibrate", "Stage 1: per-layer Hessians and activation scales -> <work>/calib/",
+  add_stage(app, global, run, "quantize", "Measure, search, pack and report in one run", StageLimit::All);
+  add_stage(app, global, run, "calibrate", "Statistics only: per-layer Hessians and activation scales -> <work>/calib/ (not needed by measure/pack)",
             StageLimit::Calibrate);
-  add_stage(app, global, run, "measure", "Stage 2: error of every candidate per linear -> <work>/measure.json",
+  add_stage(app, global, run, "measure", "Stage 1: statistics and error of every candidate, layer by layer -> <work>/measure.json",
             StageLimit::Measure);
-  add_stage(app, global, run, "search", "Stage 3: one candidate per linear under the budget -> <work>/plan.json",
+  add_stage(app, global, run, "search", "Stage 2: one candidate per linear under the budget -> <work>/plan.json",
             StageLimit::Search);
-  add_stage(app, global, run, "pack", "Stage 4: quantize with the plan and write the HDF5 model", StageLimit::Pack);
+  add_stage(app, global, run, "pack", "Stage 3: statistics again, quantize with the plan, write the HDF5 model", StageLimit::Pack);
 }
 
 }  // namespace amlq::cli

@@ -19,6 +19,11 @@ ProcessMemory read_process_memory();
 // when the kernel does not allow it (peak_rss then keeps counting from start).
 bool reset_peak_rss();
 
+// Memory this process may use on its host: MemTotal from /proc/meminfo, lowered
+// to the cgroup limit (cgroup v2 memory.max, v1 memory.limit_in_bytes) when one
+// is set, as under Slurm's task/cgroup plugin. 0 when unknown.
+int64_t host_memory_bytes();
+
 // "1.23 GiB"
 std::string format_bytes(double bytes);
 

@@ -2,25 +2,16 @@
 
 #include <fmt/format.h>
 
-#include <cctype>
-#include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/error.h"
 
 namespace amlq {
 
-uint64_t TensorEntry::nbytes() const {
-  uint64_t n = 1;
-  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-  return n * dtype_size(dtype);
-}
-
 ShardPlan plan_shards(const std::vector<TensorEntry>& tensors, uint64_t max_shard_bytes, const std::string& stem) {
   AMLQ_ASSERT(max_shard_bytes > 0, "shard limit 0");
   ShardPlan plan;
+  plan.max_shard_bytes = max_shard_bytes;
   uint64_t in_shard = 0;
   for (const auto& t : tensors) {
     const uint64_t n = t.nbytes();
@@ -40,83 +31,30 @@ ShardPlan plan_shards(const std::vector<TensorEntry>& tensors, uint64_t max_shar
   return plan;
 }
 
-namespace {
-
-void write_one_shard(const std::string& path, const std::vector<TensorEntry>& tensors, const TensorProducer& produce,
-                     const std::map<std::string, std::string>& metadata) {
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
-  for (const auto& t : tensors) {
-    const uint64_t n = t.nbytes();
-    header[t.name] = {{"dtype", std::string(dtype_name(t.dtype))}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
-    offset += n;
-  }
-  std::string text = header.dump();
-  // The data section starts 8-byte aligned, as the reference writer does.
-  while ((8 + text.size()) % 8 != 0) text.push_back(' ');
-  const uint64_t header_len = text.size();
-
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) AMLQ_FAIL(Output, "{}: cannot open for writing", path);
-  f.write(reinterpret_cast<const char*>(&header_len), 8);
-  f.write(text.data(), static_cast<std::streamsize>(text.size()));
+void write_shards(const std::string& dir, const ShardPlan& plan, const TensorProducer& produce,
+                  const std::map<std::string, std::string>& metadata, const std::string& stem) {
+  std::vector<TensorDecl> tensors;
+  for (const auto& shard : plan.shards) tensors.insert(tensors.end(), shard.begin(), shard.end());
+  ShardedSafetensorsWriter::Options options;
+  options.max_shard_bytes = plan.max_shard_bytes;
+  options.prefix = stem;
+  options.metadata = metadata;
+  ShardedSafetensorsWriter writer(dir, tensors, options);
+  AMLQ_ASSERT(writer.shards().size() == plan.files.size(), "the writer splits {} tensors into {} shards, the plan {}",
+              tensors.size(), writer.shards().size(), plan.files.size());
   for (const auto& t : tensors) {
     const std::vector<std::byte> data = produce(t);
     AMLQ_ASSERT(data.size() == t.nbytes(), "tensor '{}': produced {} bytes, its layout needs {}", t.name, data.size(),
                 t.nbytes());
-    f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
-    if (!f) AMLQ_FAIL(Output, "{}: write failed at tensor '{}' (disk full?)", path, t.name);
+    writer.write(t.name, 0, data);
   }
-  f.flush();
-  if (!f) AMLQ_FAIL(Output, "{}: write failed (disk full?)", path);
+  writer.finish();
 }
 
-}  // namespace
-
-void write_shards(const std::string& dir, const ShardPlan& plan, const TensorProducer& produce,
-                  const std::map<std::string, std::string>& metadata, const std::string& stem) {
-  namespace fs = std::filesystem;
-  for (size_t i = 0; i < plan.shards.size(); ++i)
-    write_one_shard((fs::path(dir) / plan.files[i]).string(), plan.shards[i], produce, metadata);
-  if (plan.shards.size() < 2) return;
-  nlohmann::ordered_json index;
-  index["metadata"] = {{"total_size", plan.total_bytes}};
-  nlohmann::ordered_json map = nlohmann::ordered_json::object();
-  for (size_t i = 0; i < plan.shards.size(); ++i)
-    for (const auto& t : plan.shards[i]) map[t.name] = plan.files[i];
-  index["weight_map"] = map;
-  const std::string path = (fs::path(dir) / (stem + ".safetensors.index.json")).string();
-  std::ofstream f(path, std::ios::trunc);
-  f << index.dump(2) << "\n";
-  if (!f) AMLQ_FAIL(Output, "{}: write failed", path);
-}
-
-uint64_t parse_byte_size(const std::string& text) {
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
-  std::string unit = text.substr(i);
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  double value = 0;
-  try {
-    size_t used = 0;
-    value = std::stod(text.substr(0, i), &used);
-    if (used != i) throw std::invalid_argument(text);
-  } catch (const std::exception&) {
-    AMLQ_FAIL(Usage, "'{}' is not a size (e.g. 5GB, 500MB, 123456)", text);
-  }
-  double scale = 0;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "KB") scale = 1e3;
-  else if (unit == "MB") scale = 1e6;
-  else if (unit == "GB") scale = 1e9;
-  else if (unit == "KIB") scale = 1024.0;
-  else if (unit == "MIB") scale = 1024.0 * 1024;
-  else if (unit == "GIB") scale = 1024.0 * 1024 * 1024;
-  else AMLQ_FAIL(Usage, "'{}': unknown size unit '{}' (B, KB, MB, GB, KiB, MiB, GiB)", text, unit);
-  const double bytes = std::floor(value * scale);
-  if (!(bytes >= 1)) AMLQ_FAIL(Usage, "'{}' must be at least one byte", text);
-  return static_cast<uint64_t>(bytes);
+uint64_t parse_byte_size_option(const std::string& text) {
+  const std::optional<uint64_t> bytes = parse_byte_size(text);
+  if (!bytes) AMLQ_FAIL(Usage, "'{}' is not a size (e.g. 5GB, 500MB, 2GiB, 123456)", text);
+  return *bytes;
 }
 
 }  // namespace amlq

@@ -1,10 +1,10 @@
 #pragma once
-// Sharded safetensors written one tensor at a time: the layout (names, dtypes,
-// shapes) is planned first, each shard's header is written from the plan, then
-// every tensor's bytes are produced on demand and written straight to disk, so
-// an export never holds more than one tensor. With more than one shard,
-// model.safetensors.index.json maps every tensor to its file (the Hugging Face
-// convention: "model-00001-of-00003.safetensors").
+// Sharded safetensors written one tensor at a time for the exporters: the layout
+// (names, dtypes, shapes) is planned first, then every tensor's bytes are
+// produced on demand and streamed into io's ShardedSafetensorsWriter (the one
+// writer of HF checkpoints, io/safetensors.h: HF's shard split and names,
+// temporaries renamed into place, model.safetensors.index.json with more than one
+// shard), so an export never holds more than one tensor.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -13,28 +13,26 @@
 #include <vector>
 
 #include "io/dtype.h"
+#include "io/safetensors.h"
 
 namespace amlq {
 
-struct TensorEntry {
-  std::string name;
-  DType dtype = DType::F32;
-  std::vector<int64_t> shape;
-  uint64_t nbytes() const;
-};
+using TensorEntry = TensorDecl;
 
 struct ShardPlan {
   std::vector<std::string> files;                 // one per shard, relative to the output directory
   std::vector<std::vector<TensorEntry>> shards;   // tensors of each file, in write order
   uint64_t total_bytes = 0;                       // tensor data of all shards
+  uint64_t max_shard_bytes = 0;
 };
 
 // Hugging Face's default shard limit (5 GB, decimal).
 inline constexpr uint64_t kDefaultMaxShardBytes = 5'000'000'000ull;
 
 // Splits `tensors` (kept in order) into shards of at most max_shard_bytes of
-// data; a tensor larger than the limit gets a shard of its own. One shard is
-// named "<stem>.safetensors", several "<stem>-0000i-of-0000n.safetensors".
+// data, by the rule ShardedSafetensorsWriter applies; a tensor larger than the
+// limit gets a shard of its own. One shard is named "<stem>.safetensors",
+// several "<stem>-0000i-of-0000n.safetensors".
 ShardPlan plan_shards(const std::vector<TensorEntry>& tensors, uint64_t max_shard_bytes,
                       const std::string& stem = "model");
 
@@ -48,7 +46,7 @@ using TensorProducer = std::function<std::vector<std::byte>(const TensorEntry& e
 void write_shards(const std::string& dir, const ShardPlan& plan, const TensorProducer& produce,
                   const std::map<std::string, std::string>& metadata, const std::string& stem = "model");
 
-// "5GB", "100KB", "2.5GiB", "123" (bytes) -> bytes; Usage error otherwise.
-uint64_t parse_byte_size(const std::string& text);
+// parse_byte_size (io/safetensors.h) as a command-line value: Usage error when malformed.
+uint64_t parse_byte_size_option(const std::string& text);
 
 }  // namespace amlq

@@ -6,12 +6,15 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
+#include <optional>
 #include <map>
 #include <numeric>
 
 #include "core/error.h"
 #include "core/format.h"
 #include "core/memory.h"
+#include "io/safetensors.h"
 #include "pipeline/topology.h"
 
 namespace amlq {
@@ -445,28 +448,11 @@ nlohmann::ordered_json plan_json(const ModelConfig& config, const PlanInputs& in
   return j;
 }
 
-int64_t parse_byte_size(const std::string& text, const std::string& option) {
-  size_t used = 0;
-  double value = 0;
-  try {
-    value = std::stod(text, &used);
-  } catch (const std::exception&) {
-    AMLQ_FAIL(Usage, "{} {}: not a size (e.g. 80GiB, 512G, 1.5TB)", option, text);
-  }
-  std::string unit = text.substr(used);
-  unit.erase(std::remove_if(unit.begin(), unit.end(), [](unsigned char ch) { return std::isspace(ch); }), unit.end());
-  for (auto& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  static const std::map<std::string, double> units = {
-      {"", 1},           {"B", 1},           {"K", 1024.0},      {"KI", 1024.0},     {"KIB", 1024.0},
-      {"KB", 1e3},       {"M", 1048576.0},   {"MI", 1048576.0},  {"MIB", 1048576.0}, {"MB", 1e6},
-      {"G", 1073741824.0}, {"GI", 1073741824.0}, {"GIB", 1073741824.0}, {"GB", 1e9},
-      {"T", 1099511627776.0}, {"TI", 1099511627776.0}, {"TIB", 1099511627776.0}, {"TB", 1e12}};
-  const auto it = units.find(unit);
-  if (it == units.end() || !(value > 0) || !std::isfinite(value))
-    AMLQ_FAIL(Usage, "{} {}: not a size (e.g. 80GiB, 512G, 1.5TB)", option, text);
-  const double b = value * it->second;
-  if (b > 9e18) AMLQ_FAIL(Usage, "{} {}: too large", option, text);
-  return static_cast<int64_t>(b);
+int64_t parse_size_option(const std::string& text, const std::string& option) {
+  const std::optional<uint64_t> bytes = parse_byte_size(text);
+  if (!bytes || *bytes > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+    AMLQ_FAIL(Usage, "{} {}: not a size (e.g. 80GiB, 512GiB, 1.5TB)", option, text);
+  return static_cast<int64_t>(*bytes);
 }
 
 }  // namespace amlq

@@ -82,7 +82,8 @@ std::string format_plan(const ModelConfig& config, const PlanInputs& in, const C
 nlohmann::ordered_json plan_json(const ModelConfig& config, const PlanInputs& in, const ClusterPlan& plan,
                                  const OpRates& rates);
 
-// "80GiB", "512 GiB", "1.5T", "2e9": bytes. Binary units for K/M/G/T[i][B]; decimal for KB/MB/GB/TB. Throws Usage.
-int64_t parse_byte_size(const std::string& text, const std::string& option);
+// --gpu-mem 80GiB, --host-mem 512GiB, --disk 1.5TB: parse_byte_size (io/safetensors.h;
+// KB/MB/GB/TB decimal, KiB/MiB/GiB/TiB binary) as an option value. Throws Usage.
+int64_t parse_size_option(const std::string& text, const std::string& option);
 
 }  // namespace amlq

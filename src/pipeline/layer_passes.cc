@@ -58,12 +58,28 @@ MatrixF embed_share(const PassContext& ctx) {
   return embed_from_checkpoint(ctx.checkpoint, ctx.config, ids);
 }
 
+// Tokens/s and GEMM-equivalent GFLOP/s of one layer's forward + statistics, so a
+// user can compare a run with the machine's GEMM rate (`amlq plan --measure-rates`).
+// Counted: 2 flops per weight per token, causal attention (QK^T and PV over half
+// the window on average), and tokens * n^2 per site Hessian (lower-triangle tiles).
+void log_forward_rate(const PassContext& ctx, int layer, Eigen::Index tokens, double seconds) {
+  const ModelConfig& c = ctx.config;
+  const double h = c.hidden_size, inter = c.intermediate_size, q = double(c.num_heads) * c.head_dim,
+               kv = double(c.num_kv_heads) * c.head_dim, t = double(tokens), seqlen = ctx.options.calib_spec.seqlen;
+  const double linear = 2.0 * t * (h * (q + 2 * kv) + q * h + 3 * h * inter);
+  const double attention = 2.0 * t * seqlen * q;
+  const double hessians = t * (h * h + q * q + h * h + inter * inter);
+  const double gflops = (linear + attention + hessians) / std::max(seconds, 1e-9) / 1e9;
+  AMLQ_LOG_INFO("  layer {}: forward + statistics of {} tokens in {:.1f}s ({:.0f} tokens/s, {:.1f} GFLOP/s)", layer,
+                tokens, seconds, t / std::max(seconds, 1e-9), gflops);
+}
+
 // One decoder layer over every sample in `hidden`, in place, micro-batch by
 // micro-batch (the same GEMM shapes in every rank layout); statistics of its
 // inputs go to *stats. before(mb) runs before micro-batch mb (e.g. to receive
 // it), after(mb) once its outputs are in `hidden` (e.g. to send them on).
 // With write_back false only the statistics are wanted and `hidden` is kept.
-void forward_layer_in_place(PassContext& ctx, const DecoderLayerWeights& layer, const RopeTables& rope,
+double forward_layer_in_place(PassContext& ctx, const DecoderLayerWeights& layer, const RopeTables& rope,
                             MatrixF& hidden, LayerStatistics* stats, const std::function<void(int)>& before = {},
                             const std::function<void(int)>& after = {}, bool write_back = true) {
   Timer timer;
@@ -80,7 +96,9 @@ void forward_layer_in_place(PassContext& ctx, const DecoderLayerWeights& layer, 
     if (write_back) hidden.middleRows(r0, rows) = part;
     if (after) after(mb);
   }
-  ctx.times.forward += timer.seconds();
+  const double seconds = timer.seconds();
+  ctx.times.forward += seconds;
+  return seconds;
 }
 
 // Statistics of one site only, recomputing the layer up to that site's input
@@ -314,7 +332,7 @@ std::map<int, MeasurementTable> measure_pass(PassContext& ctx, const RecipeSpace
           continue;
         }
         LayerStatistics stats(ctx.config, ctx.options.samples_per_block);
-        forward_layer_in_place(ctx, weights, rope, hidden, &stats);
+        log_forward_rate(ctx, layer, hidden.rows(), forward_layer_in_place(ctx, weights, rope, hidden, &stats));
         weights = DecoderLayerWeights();  // measure reads each linear again, one at a time
         release_forward_buffers();
         stats.finish();
@@ -518,9 +536,11 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
     } else {
       LayerStatistics stats(ctx.config, ctx.options.samples_per_block);
       if (sequential) {
-        forward_layer_in_place(ctx, weights, rope, hidden, &stats, {}, {}, false);  // hidden stays the layer input
+        log_forward_rate(ctx, layer, hidden.rows(),  // hidden stays the layer input
+                         forward_layer_in_place(ctx, weights, rope, hidden, &stats, {}, {}, false));
       } else {
-        forward_layer_in_place(ctx, weights, rope, hidden, &stats);  // FP: hidden moves on through the FP layer
+        // FP: hidden moves on through the FP layer
+        log_forward_rate(ctx, layer, hidden.rows(), forward_layer_in_place(ctx, weights, rope, hidden, &stats));
         weights = DecoderLayerWeights();
       }
       release_forward_buffers();

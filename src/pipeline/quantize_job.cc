@@ -180,6 +180,22 @@ double weight_bytes(const ModelConfig& config, const Checkpoint& checkpoint) {
   return checkpoint.has(name) ? static_cast<double>(dtype_size(checkpoint.info(name).dtype)) : 4.0;
 }
 
+// The prediction is printed at start; when the ranks sharing a host are
+// predicted to need more than the host has, say so before hours of work end in
+// the kernel's OOM killer (a warning, not an error: the formula is an upper
+// bound, and swap or a looser cgroup may still carry the run).
+void warn_if_memory_short(const Communicator& world, const std::vector<RankPrediction>& prediction) {
+  const Communicator node = world.split_node_local();
+  double need[1] = {static_cast<double>(prediction.at(static_cast<size_t>(world.rank())).peak_host)};
+  node.allreduce_sum(need);
+  const int64_t have = host_memory_bytes();
+  if (node.rank() == 0 && have > 0 && need[0] > static_cast<double>(have))
+    AMLQ_LOG_WARN("the {} rank(s) on this host are predicted to need {} at peak, more than its {} of memory: expect the "
+                  "OOM killer. Fewer layers or threads per rank, more ranks or --replicas lower it (`amlq plan` compares "
+                  "layouts)",
+                  node.size(), format_bytes(need[0]), format_bytes(static_cast<double>(have)));
+}
+
 }  // namespace
 
 QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit,
@@ -211,6 +227,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     AMLQ_LOG_INFO("predicted resources (docs/DISTRIBUTED.md, `amlq plan` for details):\n{}",
                   format_prediction(prediction));
   }
+  warn_if_memory_short(world, prediction);
   world.barrier();
   QuantizeReport report;
   report.ranks = world.size();

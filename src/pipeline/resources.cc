@@ -50,9 +50,9 @@ int64_t site_dim(const Shapes& s, InputSite site) {
 // GPTQ's working copies plus, with low rank, the decomposition of its error.
 int64_t measure_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
   const int64_t mn = m * n;
-  // gptq_quantize: W^T copy, codes, the permuted Hessian, its damped copy, U (fp32),
-  // then W_hat.
-  const int64_t gptq = mn * 4 + mn + sq(n) * 8 * 2 + sq(n) * 4 + mn * 4;
+  // gptq_quantize: W^T copy, codes, the permuted damped Hessian factored in place
+  // (fp64) next to U (fp32) while U is taken from it, then W_hat.
+  const int64_t gptq = mn * 4 + mn + sq(n) * 8 + sq(n) * 4 + mn * 4;
   if (!in.lowrank || in.max_rank <= 0) return gptq + mn * 4;  // + the error matrix
   // decompose_error: E and E L (fp64), H copy, damped copy and L, Gram + eigen solver.
   const int64_t small = std::min(m, n);
@@ -220,36 +220,32 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
       r.phases.push_back(m);
     }
 
-    // Pack, site by site as the pack pass runs (layer_passes.cc pack_site): the
-    // Hessians still held (this site and the later ones; with --sequential true
-    // only this site's), a layer in float32 (sequential modes), the layer's linears
-    // packed so far, and per worker one linear's pack working set (the workers
-    // share out the site's linears).
-    int64_t packed_so_far = 0;
+    // Pack, site by site as in measure (pack_site quantizes one site's linears at a
+    // time, its workers split over them): the statistics still held (this site and
+    // the later ones; with --sequential true only this site's, regenerated per
+    // site), a layer in float32 (sequential modes), the site's working sets.
     for (int k = 0; k < 4; ++k) {
       const InputSite site = order[k];
       int64_t held = 0;
       for (int later = k; later < (in.sequential == SequentialMode::True ? k + 1 : 4); ++later)
         held += sq(site_dim(s, order[later])) * 8;
-      int64_t worst = 0, site_packed = 0;
+      held *= matrices + merge_extra;
+      int64_t worst = 0;
       int count = 0;
       for (const auto& l : s.linears) {
         if (l.input != site) continue;
         worst = std::max(worst, pack_working_set(l.rows, l.cols, in));
-        site_packed += static_cast<int64_t>(static_cast<double>(l.rows) * l.cols * packed_bits_per_weight(in) / 8);
         ++count;
       }
-      const int workers = std::min(in.threads, count);
+      const int workers = std::min(in.threads, std::max(1, count / std::max(1, in.replicas)));
       PhaseMemory pack{fmt::format("pack {}", input_site_name(site)),
                        {runtime,
                         mapped,
                         {"calibration activations (hidden states of the share)", tokens * s.h * 4},
                         {"one decoder layer in float32", in.sequential == SequentialMode::None ? 0 : s.layer_params * 4},
-                        {"Hessians still held (this site and later ones)", held},
-                        {"linears of the layer packed so far", packed_so_far},
+                        {"statistics still held for packing (this site and later ones)", held},
                         {fmt::format("pack working set x {} worker(s)", workers), worst * workers}}};
       r.phases.push_back(pack);
-      packed_so_far += site_packed;
     }
 
     // Write: passthrough copies (embedding on stage 0, head on the last stage) and one packed linear.

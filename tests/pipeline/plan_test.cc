@@ -270,13 +270,20 @@ TEST(OpRates, TheShippedRatesFilesAreComplete) {
 }
 
 TEST(ClusterPlan, ByteSizes) {
-  EXPECT_EQ(parse_byte_size("80GiB", "--gpu-mem"), int64_t{80} << 30);
-  EXPECT_EQ(parse_byte_size("512G", "--host-mem"), int64_t{512} << 30);
-  EXPECT_EQ(parse_byte_size("1.5TB", "--disk"), int64_t{1500000000000});
-  EXPECT_EQ(parse_byte_size("4096", "--disk"), 4096);
-  EXPECT_THROW(parse_byte_size("lots", "--disk"), Error);
-  EXPECT_THROW(parse_byte_size("-3G", "--disk"), Error);
-  EXPECT_THROW(parse_byte_size("3 parsecs", "--disk"), Error);
+  EXPECT_EQ(parse_size_option("80GiB", "--gpu-mem"), int64_t{80} << 30);
+  EXPECT_EQ(parse_size_option("512 GiB", "--host-mem"), int64_t{512} << 30);
+  EXPECT_EQ(parse_size_option("1.5TB", "--disk"), int64_t{1500000000000});
+  EXPECT_EQ(parse_size_option("4096", "--disk"), 4096);
+  EXPECT_THROW(parse_size_option("lots", "--disk"), Error);
+  EXPECT_THROW(parse_size_option("-3G", "--disk"), Error);
+  EXPECT_THROW(parse_size_option("3 parsecs", "--disk"), Error);
+  try {
+    parse_size_option("512G", "--host-mem");  // G alone: GB or GiB? refused
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("--host-mem 512G"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
