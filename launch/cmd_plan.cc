@@ -56,18 +56,6 @@ struct PlanCliOptions {
   std::string disk_dir = ".";
 };
 
-// Physical memory of this machine (MemTotal), or 0.
-int64_t machine_memory() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  int64_t kib = 0;
-  while (in >> key >> kib) {
-    if (key == "MemTotal:") return kib * 1024;
-    in.ignore(256, '\n');
-  }
-  return 0;
-}
-
 std::string cpu_model() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -110,7 +98,7 @@ void measure_rates(const PlanCliOptions& o, const GlobalOptions& global) {
   char date[32];
   std::strftime(date, sizeof(date), "%Y-%m-%d", std::gmtime(&now));
   rates.machine = fmt::format("{}, {} hardware threads, {:.0f} GiB", cpu_model(), std::thread::hardware_concurrency(),
-                              static_cast<double>(machine_memory()) / (1ll << 30));
+                              static_cast<double>(host_memory_bytes()) / (1ll << 30));
   rates.measured = date;
   const std::string text = op_rates_toml(
       rates, {"Operation rates for `amlq plan` (src/pipeline/op_rates.h describes every key).",
@@ -179,7 +167,7 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   if (in.device == ComputeDevice::Cuda && cl.ranks_per_node > o.gpus_per_node)
     AMLQ_FAIL(Usage, "--ranks-per-node {} exceeds --gpus-per-node {} (one GPU per rank)", cl.ranks_per_node,
               o.gpus_per_node);
-  cl.host_mem = o.host_mem.empty() ? machine_memory() : parse_size_option(o.host_mem, "--host-mem");
+  cl.host_mem = o.host_mem.empty() ? host_memory_bytes() : parse_size_option(o.host_mem, "--host-mem");
   if (in.device == ComputeDevice::Cuda) cl.gpu_mem = parse_size_option(o.gpu_mem, "--gpu-mem");
   if (!o.disk.empty()) cl.disk = parse_size_option(o.disk, "--disk");
 
