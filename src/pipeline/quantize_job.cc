@@ -218,6 +218,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   const std::vector<RankPrediction> prediction = predict_resources(ctx.config, resource_in);
   if (coordinator) {
     ctx.work.create();
+    if (const int stray = ctx.work.remove_temporaries(); stray > 0)
+      AMLQ_LOG_WARN("{}: removed {} temporary file(s) left by an interrupted run", ctx.work.root, stray);
     if (world.size() > 1) {
       std::string blocks;
       for (const auto& b : topo.stage_layers) blocks += fmt::format(" [{}, {})", b.first, b.end);

@@ -25,6 +25,10 @@ struct WorkDir {
   std::string fp_eval() const { return root + "/fp_eval.json"; }
   // Creates root and its subfolders (Output error naming the folder on failure).
   void create() const;
+  // Deletes the temporaries (NAME.tmp.PID) a killed process left under root;
+  // returns how many. Only safe before any rank of this run writes (the
+  // coordinator calls it before the run's first barrier).
+  int remove_temporaries() const;
   // Bytes of every file under root (0 when it does not exist).
   int64_t bytes() const;
 };
