@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "core/error.h"
 
@@ -27,6 +28,24 @@ void AtomicOutput::commit() {
   if (std::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
     AMLQ_FAIL(Output, "{}: cannot rename {} into place: {}", final_path_, temp_path_, std::strerror(errno));
   committed_ = true;
+}
+
+int remove_stale_temporaries(const std::string& final_path) {
+  namespace fs = std::filesystem;
+  const fs::path final(final_path);
+  const fs::path dir = final.has_parent_path() ? final.parent_path() : fs::path(".");
+  const std::string prefix = final.filename().string() + ".tmp.";
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    if (it->path().filename().string().starts_with(prefix)) stale.push_back(it->path());
+  int removed = 0;
+  for (const auto& p : stale) {
+    std::error_code rm_ec;
+    if (fs::remove(p, rm_ec)) ++removed;
+    else if (rm_ec) AMLQ_FAIL(Output, "{}: cannot remove a temporary left by an interrupted run: {}", p.string(), rm_ec.message());
+  }
+  return removed;
 }
 
 }  // namespace amlq

@@ -22,4 +22,9 @@ class AtomicOutput {
   bool committed_ = false;
 };
 
+// Deletes FINAL_PATH.tmp.* left by a process that was killed before its
+// AtomicOutput could clean up (SIGKILL, the OOM killer, a preempted job);
+// returns how many. Call only when nothing of the current run writes that path.
+int remove_stale_temporaries(const std::string& final_path);
+
 }  // namespace amlq

@@ -218,8 +218,12 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   const std::vector<RankPrediction> prediction = predict_resources(ctx.config, resource_in);
   if (coordinator) {
     ctx.work.create();
-    if (const int stray = ctx.work.remove_temporaries(); stray > 0)
-      AMLQ_LOG_WARN("{}: removed {} temporary file(s) left by an interrupted run", ctx.work.root, stray);
+    // Temporaries of a killed run (SIGKILL, OOM killer, preemption): nothing of
+    // this run writes before the barrier below, so they cannot be ours.
+    int stray = ctx.work.remove_temporaries();
+    for (const std::string& path : {options.out, options.report, options.svg})
+      if (!path.empty()) stray += remove_stale_temporaries(path);
+    if (stray > 0) AMLQ_LOG_WARN("removed {} temporary file(s) left by an interrupted run", stray);
     if (world.size() > 1) {
       std::string blocks;
       for (const auto& b : topo.stage_layers) blocks += fmt::format(" [{}, {})", b.first, b.end);
