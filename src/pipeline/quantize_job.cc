@@ -68,11 +68,12 @@ void inject_failure(const QuantizeOptions& options, const Communicator& world, c
     AMLQ_FAIL(Internal, "injected failure on rank {} in stage {} (--debug-fail-rank)", world.rank(), stage);
 }
 
-// A checkpoint that exists but cannot be used is worth a warning (the stage is
-// recomputed); a missing one or one from other inputs is normal.
+// A checkpoint that exists but cannot be used is worth a warning naming it (the
+// stage is recomputed): damaged, or made from other inputs (changed options, or a
+// file from another run copied in). A missing one is normal.
 void report_check(const CheckpointCheck& check) {
-  if (check.state == CheckpointCheck::State::Damaged) AMLQ_LOG_WARN("{}: recomputing", check.reason);
-  if (check.state == CheckpointCheck::State::Stale) AMLQ_LOG_INFO("{}: recomputing", check.reason);
+  if (check.state == CheckpointCheck::State::Damaged || check.state == CheckpointCheck::State::Stale)
+    AMLQ_LOG_WARN("{}: recomputing", check.reason);
 }
 
 // FP perplexity is computed once per (model, data, window) and kept in a cache
