@@ -1,20 +1,9 @@
 #include <fmt/format.h>
-
-#include <algorithm>
-#include <atomic>
 #include <fmt/ranges.h>
 
 #include "core/error.h"
-#include "core/log.h"
-#include "core/parallel.h"
-#include "core/timer.h"
-#include "lowrank/decompose.h"
 #include "model/model_weights.h"
-#include "pipeline/measure_site.h"
 #include "pipeline/stages.h"
-#include "quant/cost_model.h"
-#include "quant/error.h"
-#include "quant/quantizer.h"
 
 namespace amlq {
 
