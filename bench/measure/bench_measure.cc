@@ -9,7 +9,7 @@
 //              from H, low-rank errors from decompose_error (own Cholesky, full
 //              eigendecomposition of the error's Gram matrix);
 //   exact      measure_site: one factorization, errors from X = E_p U^-1 (fp64
-//              triangular solve), top-k by block Lanczos on X's Gram matrix;
+//              triangular solve), top-k eigenpairs of X's Gram matrix (lowrank/top_eigen.h);
 //   approx     measure_site --measure-errors approx: X = GPTQ's float32 scaled errors;
 //   exact/none and approx/none: the same without low-rank (rank 0 only).
 // bound = 1.3 x (one factorization + the sum over specs of one GPTQ pass with
