@@ -97,6 +97,24 @@ cudaError_t launch_upper_to_float(const double* l, float* u, int n, cudaStream_t
 
 namespace {
 
+__global__ void zero_lower_kernel(double* __restrict__ u, int n) {
+  const int64_t total = static_cast<int64_t>(n) * n;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    if (idx % n < idx / n) u[idx] = 0.0;
+  }
+}
+
+}  // namespace
+
+cudaError_t launch_zero_lower(double* u, int n, cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(n) * n;
+  zero_lower_kernel<<<elementwise_blocks(total), kDefaultBlockThreads, 0, stream>>>(u, n);
+  return cudaGetLastError();
+}
+
+namespace {
+
 // ---- Static groups ---------------------------------------------------------------
 
 __global__ void static_group_params_kernel(const float* __restrict__ w, int m, int n, const uint8_t* __restrict__ dead,
@@ -267,7 +285,63 @@ __global__ void reconstruction_error_kernel(const float* __restrict__ w, int m, 
   add_block_sum(sum, acc);
 }
 
+__global__ void error_matrix_kernel(const float* __restrict__ w, int m, int n, const int32_t* __restrict__ perm,
+                                    const uint8_t* __restrict__ dead, const uint8_t* __restrict__ codes,
+                                    GptqDeviceParts parts, bool static_groups, double* __restrict__ e) {
+  const int64_t total = static_cast<int64_t>(m) * n;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < total;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / n;
+    const int j = static_cast<int>(idx % n);
+    int p = 0;
+    while (p + 1 < parts.count && j >= parts.parts[p].col_end) ++p;
+    const GptqDevicePart& part = parts.parts[p];
+    const int original = perm ? perm[j] : j;
+    if (dead && dead[original]) {
+      e[idx] = 0.0;
+      continue;
+    }
+    const int g = static_groups ? original / part.group : (j - part.col_begin) / part.group;
+    GroupParams gp;
+    gp.scale = fp16_to_float(part.scales[r * part.num_groups + g]);
+    gp.zero = static_cast<float>(part.zeros[r * part.num_groups + g]);
+    // The difference in float, as the CPU oracle (and dequantize-and-subtract) computes E.
+    e[idx] = static_cast<double>(w[r * n + original] - dequantize_code(static_cast<int>(codes[idx]), gp));
+  }
+}
+
+// One warp per row.
+__global__ void row_sq_norms_kernel(const double* __restrict__ x, int64_t rows, int cols, double* __restrict__ out) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + threadIdx.x / kWarpSize;
+  if (row >= rows) return;
+  double sum = 0.0;
+  for (int c = lane; c < cols; c += kWarpSize) {
+    const double v = x[row * cols + c];
+    sum += v * v;
+  }
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(kFullMask, sum, o);
+  if (lane == 0) out[row] = sum;
+}
+
 }  // namespace
+
+cudaError_t launch_error_matrix(const float* w, int m, int n, const int32_t* perm, const uint8_t* dead,
+                                const uint8_t* codes, const GptqDeviceParts& parts, bool static_groups, double* e,
+                                cudaStream_t stream) {
+  const int64_t total = static_cast<int64_t>(m) * n;
+  if (total == 0) return cudaSuccess;
+  error_matrix_kernel<<<elementwise_blocks(total), kDefaultBlockThreads, 0, stream>>>(w, m, n, perm, dead, codes,
+                                                                                      parts, static_groups, e);
+  return cudaGetLastError();
+}
+
+cudaError_t launch_row_sq_norms(const double* x, int64_t rows, int cols, double* out, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  row_sq_norms_kernel<<<warp_per_row_blocks(rows, kRowsPerBlock), kRowsPerBlock * kWarpSize, 0, stream>>>(x, rows,
+                                                                                                         cols, out);
+  return cudaGetLastError();
+}
 
 cudaError_t launch_sum_squares(const float* x, int64_t count, double* acc, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;

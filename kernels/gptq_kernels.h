@@ -30,6 +30,8 @@ cudaError_t launch_prepare_hessian(const double* h, double* out, int n, const in
 cudaError_t launch_gather_columns(const float* w, float* out, int m, int n, const int32_t* perm, const uint8_t* dead,
                                   cudaStream_t stream);
 cudaError_t launch_upper_to_float(const double* l, float* u, int n, cudaStream_t stream);
+// Row-major n x n: zeroes the strictly lower triangle.
+cudaError_t launch_zero_lower(double* u, int n, cudaStream_t stream);
 cudaError_t launch_static_group_params(const float* w, int m, int n, const uint8_t* dead, const GptqDevicePart& part,
                                        bool symmetric, cudaStream_t stream);
 // Columns [b0, b0 + bw) of every row; bw <= kGptqMaxBlock. err: m x bw (written when u != nullptr).
@@ -41,6 +43,13 @@ cudaError_t launch_sum_squares(const float* x, int64_t count, double* acc, cudaS
 // *acc += ||W - W_hat||_F^2 with W the original weights (m x n, original order;
 // dead columns count as 0) and W_hat decoded from codes (processing order) and
 // the parts' parameters.
+// e (m x n, row-major, processing order, fp64) = W_p - W_hat_p: W the original
+// weights (original order; dead columns count as 0), W_hat from codes and parts.
+cudaError_t launch_error_matrix(const float* w, int m, int n, const int32_t* perm, const uint8_t* dead,
+                                const uint8_t* codes, const GptqDeviceParts& parts, bool static_groups, double* e,
+                                cudaStream_t stream);
+// out[r] = sum_c x[r, c]^2 (x: rows x cols, row-major, fp64).
+cudaError_t launch_row_sq_norms(const double* x, int64_t rows, int cols, double* out, cudaStream_t stream);
 cudaError_t launch_reconstruction_error_sq(const float* w, int m, int n, const int32_t* perm, const uint8_t* dead,
                                            const uint8_t* codes, const GptqDeviceParts& parts, bool static_groups,
                                            double* acc, cudaStream_t stream);

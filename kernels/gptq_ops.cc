@@ -17,7 +17,7 @@ void gather_weight_columns(CudaContext& ctx, const float* w, float* out, int m, 
   AMLQ_CHECK_CUDA(launch_gather_columns(w, out, m, n, perm, dead, ctx.stream()));
 }
 
-bool inverse_cholesky_upper(CudaContext& ctx, double* h, int n, float* u) {
+bool inverse_cholesky_upper(CudaContext& ctx, double* h, int n) {
   // cuSOLVER is column-major; a symmetric matrix reads the same either way. potrf
   // (lower) -> potri gives H^-1 in the lower triangle -> potrf (lower) of that
   // gives L2 with H^-1 = L2 L2^T, and the row-major view of L2 is U = L2^T.
@@ -48,8 +48,13 @@ bool inverse_cholesky_upper(CudaContext& ctx, double* h, int n, float* u) {
   AMLQ_ASSERT(host_info >= 0, "potri rejected argument {}", -host_info);
   if (host_info != 0) return false;
   if (!factor()) return false;
-  AMLQ_CHECK_CUDA(launch_upper_to_float(h, u, n, ctx.stream()));
+  // The row-major lower triangle still holds the prepared Hessian's values.
+  AMLQ_CHECK_CUDA(launch_zero_lower(h, n, ctx.stream()));
   return true;
+}
+
+void upper_to_float(CudaContext& ctx, const double* u, int n, float* u_float) {
+  AMLQ_CHECK_CUDA(launch_upper_to_float(u, u_float, n, ctx.stream()));
 }
 
 void static_group_params(CudaContext& ctx, const float* w, int m, int n, const uint8_t* dead,
@@ -77,14 +82,32 @@ void run_gptq_blocks(CudaContext& ctx, float* w, int m, int n, const float* u, c
   }
 }
 
-double reconstruction_error_sq(CudaContext& ctx, const float* w, int m, int n, const int32_t* perm,
-                               const uint8_t* dead, const uint8_t* codes, const std::vector<GptqDevicePart>& parts,
-                               bool static_groups) {
+namespace {
+
+GptqDeviceParts all_parts(const std::vector<GptqDevicePart>& parts) {
   AMLQ_ASSERT(parts.size() <= static_cast<size_t>(kMaxGptqParts), "{} parts (at most {})", parts.size(),
               kMaxGptqParts);
   GptqDeviceParts all;
   all.count = static_cast<int>(parts.size());
   for (size_t p = 0; p < parts.size(); ++p) all.parts[p] = parts[p];
+  return all;
+}
+
+}  // namespace
+
+void error_matrix(CudaContext& ctx, const float* w, int m, int n, const int32_t* perm, const uint8_t* dead,
+                  const uint8_t* codes, const std::vector<GptqDevicePart>& parts, bool static_groups, double* e) {
+  AMLQ_CHECK_CUDA(launch_error_matrix(w, m, n, perm, dead, codes, all_parts(parts), static_groups, e, ctx.stream()));
+}
+
+void row_sq_norms(CudaContext& ctx, const double* x, int64_t rows, int cols, double* out) {
+  AMLQ_CHECK_CUDA(launch_row_sq_norms(x, rows, cols, out, ctx.stream()));
+}
+
+double reconstruction_error_sq(CudaContext& ctx, const float* w, int m, int n, const int32_t* perm,
+                               const uint8_t* dead, const uint8_t* codes, const std::vector<GptqDevicePart>& parts,
+                               bool static_groups) {
+  const GptqDeviceParts all = all_parts(parts);
   DeviceBuffer<double> acc(1);
   acc.zero(ctx.stream());
   AMLQ_CHECK_CUDA(launch_reconstruction_error_sq(w, m, n, perm, dead, codes, all, static_groups, acc.data(),

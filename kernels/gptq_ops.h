@@ -20,9 +20,12 @@ void prepare_hessian(CudaContext& ctx, const double* h, double* out, int n, cons
 void gather_weight_columns(CudaContext& ctx, const float* w, float* out, int m, int n, const int32_t* perm,
                            const uint8_t* dead);
 
-// h (prepared, destroyed) -> u = upper Cholesky factor of h^-1, row-major fp32
-// with zeros below the diagonal. Returns false when h is not positive definite.
-bool inverse_cholesky_upper(CudaContext& ctx, double* h, int n, float* u);
+// h (prepared) -> in place, U = upper Cholesky factor of h^-1 (row-major fp64,
+// zeros below the diagonal). Returns false when h is not positive definite (h
+// is then garbage).
+bool inverse_cholesky_upper(CudaContext& ctx, double* h, int n);
+// u_float = the fp32 copy of a row-major upper factor (zeros below the diagonal).
+void upper_to_float(CudaContext& ctx, const double* u, int n, float* u_float);
 
 // Static groups: parameters of consecutive ORIGINAL columns of w (m x n, original
 // order; dead columns read as 0) into part.scales / part.zeros.
@@ -37,6 +40,12 @@ void static_group_params(CudaContext& ctx, const float* w, int m, int n, const u
 void run_gptq_blocks(CudaContext& ctx, float* w, int m, int n, const float* u, const std::vector<ColumnBlock>& blocks,
                      const std::vector<GptqDevicePart>& parts, bool symmetric, bool static_groups,
                      const int32_t* static_perm, uint8_t* codes, double* scaled_err_sq);
+
+// e = W_p - W_hat_p in fp64 (see launch_error_matrix).
+void error_matrix(CudaContext& ctx, const float* w, int m, int n, const int32_t* perm, const uint8_t* dead,
+                  const uint8_t* codes, const std::vector<GptqDevicePart>& parts, bool static_groups, double* e);
+// out[r] = ||x[r, :]||^2 (x: rows x cols, row-major fp64).
+void row_sq_norms(CudaContext& ctx, const double* x, int64_t rows, int cols, double* out);
 
 // ||W - W_hat||_F^2 (see launch_reconstruction_error_sq); synchronizes.
 double reconstruction_error_sq(CudaContext& ctx, const float* w, int m, int n, const int32_t* perm,

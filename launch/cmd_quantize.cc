@@ -19,6 +19,7 @@ struct QuantizeCliOptions {
   std::string lowrank = "whiten";
   std::string factor_format = "fp16";
   std::string sequential = "none";
+  std::string measure_errors = "exact";
   bool consecutive = false;
   bool json = false;
 };
@@ -48,6 +49,13 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
                   "earlier layers) or true (also inside each layer, as GPTQ's --true-sequential)")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "layer", "true"}));
+  cmd->add_option("--measure-rows", j.measure_rows,
+                  "Measure candidates on this share (0, 1] of each linear's output rows (seeded random subset)")
+      ->capture_default_str();
+  cmd->add_option("--measure-errors", o.measure_errors,
+                  "exact, or approx: errors from GPTQ's float32 scaled errors (faster, ~1e-5 relative)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"exact", "approx"}));
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
   cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (default: the global --threads)");
   cmd->add_option("--samples-per-block", j.samples_per_block,
@@ -80,6 +88,9 @@ QuantizeOptions resolve(const QuantizeCliOptions& o) {
   j.factor_format = parse_factor_format(o.factor_format);
   j.calib_spec.random_offsets = !o.consecutive;
   j.sequential = parse_sequential_mode(o.sequential);
+  j.measure_errors = o.measure_errors == "approx" ? ErrorMode::Approximate : ErrorMode::Exact;
+  if (!(j.measure_rows > 0 && j.measure_rows <= 1))
+    AMLQ_FAIL(Usage, "--measure-rows must be in (0, 1], got {}", j.measure_rows);
   if (j.target_bpw <= 0) AMLQ_FAIL(Usage, "--target-bpw must be positive, got {}", j.target_bpw);
   if (j.calib_spec.num_samples <= 0 || j.calib_spec.seqlen <= 1)
     AMLQ_FAIL(Usage, "--calib-samples must be >= 1 and --calib-seqlen >= 2");

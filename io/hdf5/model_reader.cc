@@ -255,6 +255,10 @@ MeasurementTable read_measurements(hid_t file) {
   const auto rank = column<int32_t>(candidates.get(), cw, "rank", n);
   const auto bpw = column<double>(candidates.get(), cw, "bpw", n);
   const auto eps = column<double>(candidates.get(), cw, "eps", n);
+  // Optional: present when the candidates were measured on a sample of rows.
+  const auto eps_stderr = h5::link_exists(candidates.get(), "eps_stderr")
+                              ? column<double>(candidates.get(), cw, "eps_stderr", n)
+                              : std::vector<double>(static_cast<size_t>(n), 0.0);
   const auto symmetric = column<uint8_t>(candidates.get(), cw, "symmetric", n);
   const auto act_order = column<uint8_t>(candidates.get(), cw, "act_order", n);
   const auto static_groups = column<uint8_t>(candidates.get(), cw, "static_groups", n);
@@ -284,6 +288,7 @@ MeasurementTable read_measurements(hid_t file) {
     cand.rank = rank[c];
     cand.bpw = bpw[c];
     cand.eps = eps[c];
+    cand.eps_stderr = eps_stderr[c];
     table[layer[c]].candidates.push_back(std::move(cand));
   }
   if (next_part != n_parts) AMLQ_FAIL(Input, "{} has {} rows, the candidates use {}", pw, n_parts, next_part);

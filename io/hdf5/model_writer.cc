@@ -129,7 +129,8 @@ void write_measurements(hid_t file, const MeasurementTable& table) {
   const Group m = create_group(file, "measurements");
   std::vector<std::string> names, specs;
   std::vector<int32_t> rows, cols, layer, rank, num_parts, bits, group;
-  std::vector<double> bpw, eps, fraction;
+  std::vector<double> bpw, eps, eps_stderr, fraction;
+  bool sampled = false;
   std::vector<uint8_t> symmetric, act_order, static_groups;
   for (size_t l = 0; l < table.size(); ++l) {
     names.push_back(table[l].name);
@@ -141,6 +142,8 @@ void write_measurements(hid_t file, const MeasurementTable& table) {
       rank.push_back(c.rank);
       bpw.push_back(c.bpw);
       eps.push_back(c.eps);
+      eps_stderr.push_back(c.eps_stderr);
+      sampled = sampled || c.eps_stderr > 0;
       symmetric.push_back(c.spec.symmetric);
       act_order.push_back(c.spec.act_order);
       static_groups.push_back(c.spec.static_groups);
@@ -162,6 +165,7 @@ void write_measurements(hid_t file, const MeasurementTable& table) {
   write_column(candidates.get(), "rank", rank);
   write_column(candidates.get(), "bpw", bpw);
   write_column(candidates.get(), "eps", eps);
+  if (sampled) write_column(candidates.get(), "eps_stderr", eps_stderr);  // optional: row-sampled measurements
   write_column(candidates.get(), "symmetric", symmetric);
   write_column(candidates.get(), "act_order", act_order);
   write_column(candidates.get(), "static_groups", static_groups);

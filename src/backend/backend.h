@@ -9,6 +9,8 @@
 
 #include "core/matrix.h"
 #include "lowrank/lowrank_types.h"
+#include "lowrank/spec_errors.h"
+#include "quant/gptq.h"
 #include "quant/packed_linear.h"
 #include "quant/quant_spec.h"
 
@@ -21,6 +23,16 @@ enum class BackendOp {
   Linear,       // dense y = x W^T
   DequantLinear,  // y = x dequant(Q)^T + (x B^T) A^T from a PackedLinear
   Forward,      // rms_norm, rope, attention, swiglu
+};
+
+// One input site's column order and damped-Hessian factor (quant/gptq.h), in
+// whatever memory the backend computes in. Made once per site (q/k/v share
+// one, gate/up another) and shared read-only by every spec and every linear
+// that reads the site, from any number of threads.
+class SiteFactor {
+ public:
+  virtual ~SiteFactor() = default;
+  virtual const SiteFactorInfo& info() const = 0;
 };
 
 class Backend {
@@ -41,6 +53,25 @@ class Backend {
   // h is taken unmodified: dampening and dead columns are handled inside.
   virtual QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec,
                                    const GptqOptions& options) = 0;
+
+  // The factor of one site's undamped Hessian h for the column order act_order
+  // asks for; factorize = false gives the order only (enough for RTN's
+  // quantize, not for measure_spec). Dampening escalation happens (and is
+  // logged) here, once per site.
+  virtual std::unique_ptr<SiteFactor> factor_site(const MatrixD& h, bool act_order, const GptqOptions& options,
+                                                  bool factorize = true) = 0;
+  // quantize() with a precomputed factor: the same result as quantize(w, h, spec, options)
+  // for the h the factor was made from. spec.act_order must match the factor's order.
+  virtual QuantizedMatrix quantize(const MatrixF& w, const SiteFactor& factor, const QuantSpec& spec,
+                                   const GptqOptions& options) = 0;
+  // tr(W H W^T) from the factor (lowrank/spec_errors.h).
+  virtual double weighted_sq_norm(const MatrixF& w, const SiteFactor& factor) = 0;
+  // Quantizes w with spec and returns the output error of every requested rank
+  // of whitened low-rank correction (lowrank/spec_errors.h); the factor must be
+  // factored. quantized (optional) receives the quantized matrix.
+  virtual SpecErrors measure_spec(const MatrixF& w, const SiteFactor& factor, const QuantSpec& spec,
+                                  const GptqOptions& options, const SpecErrorOptions& request,
+                                  QuantizedMatrix* quantized = nullptr) = 0;
 
   // Top-`rank` singular triplets of m plus its squared Frobenius norm.
   virtual SvdResult svd(const MatrixD& m, int rank) = 0;

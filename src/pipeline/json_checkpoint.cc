@@ -13,7 +13,14 @@ nlohmann::json table_to_json(const MeasurementTable& table) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& layer : table) {
     nlohmann::json candidates = nlohmann::json::array();
-    for (const auto& c : layer.candidates) candidates.push_back({c.spec.label(), c.rank, c.bpw, c.eps});
+    for (const auto& c : layer.candidates) {
+      // The standard error only when rows were sampled, so full-row tables keep their form.
+      if (c.eps_stderr > 0) {
+        candidates.push_back({c.spec.label(), c.rank, c.bpw, c.eps, c.eps_stderr});
+      } else {
+        candidates.push_back({c.spec.label(), c.rank, c.bpw, c.eps});
+      }
+    }
     rows.push_back({{"name", layer.name}, {"rows", layer.rows}, {"cols", layer.cols}, {"candidates", candidates}});
   }
   return rows;
@@ -33,6 +40,7 @@ MeasurementTable table_from_json(const nlohmann::json& j, const std::string& ori
         cand.rank = c.at(1).get<int>();
         cand.bpw = c.at(2).get<double>();
         cand.eps = c.at(3).get<double>();
+        if (c.size() > 4) cand.eps_stderr = c.at(4).get<double>();
         layer.candidates.push_back(cand);
       }
       table.push_back(std::move(layer));

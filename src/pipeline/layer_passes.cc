@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <atomic>
+#include <memory>
 #include <cstring>
 
 #include "core/error.h"
@@ -18,6 +18,7 @@
 #include "pipeline/calibration_stats.h"
 #include "pipeline/distributed.h"
 #include "pipeline/json_checkpoint.h"
+#include "pipeline/measure_site.h"
 #include "pipeline/stages.h"
 #include "quant/error.h"
 #include "quant/pack.h"
@@ -200,51 +201,29 @@ SiteStatistics take_site(LayerStatistics& stats, InputSite site) {
   return out;
 }
 
-// Every candidate of this replica's linears reading one site.
+// Every candidate of this replica's linears reading one site: one factor of
+// the site's damped Hessian, shared by every spec and linear and by the worker
+// threads (pipeline/measure_site.h).
 void measure_site_linears(PassContext& ctx, int layer, InputSite site, const SiteStatistics& stats,
                           const RecipeSpace& space, std::map<int, LayerMeasurement>& rows) {
   const auto linears = decoder_linears(ctx.config);
-  struct Task {
-    int j;
-    QuantSpec spec;
-  };
   std::vector<int> mine;
   for (int j = 0; j < static_cast<int>(linears.size()); ++j)
     if (linears[j].input == site && mine_to_do(ctx, layer, j)) mine.push_back(j);
   if (mine.empty()) return;
   Timer timer;
-  std::map<int, MatrixF> weights;
-  std::map<int, double> weight_norms;
-  std::vector<Task> tasks;
+  std::vector<MatrixF> weights;
+  weights.reserve(mine.size());
+  std::vector<SiteLinear> site_linears;
   for (int j : mine) {
     const LinearSpec& spec = linears[static_cast<size_t>(j)];
-    weights[j] = read_linear_weight(ctx.checkpoint, spec, layer);
-    weight_norms[j] = weighted_sq_norm(weights.at(j), stats.hessian);
-    LayerMeasurement& row = rows[j];
-    row.name = layer_tensor_name(layer, spec.name);
-    row.rows = spec.rows;
-    row.cols = spec.cols;
-    for (const auto& s : space.applicable_specs(spec.rows, spec.cols, row.name)) tasks.push_back({j, s});
+    weights.push_back(read_linear_weight(ctx.checkpoint, spec, layer));
   }
-  std::vector<std::vector<Candidate>> results(tasks.size());
-  std::atomic<int> done{0};
-  parallel_for(static_cast<int>(tasks.size()), ctx.options.threads, [&](int t) {
-    const Task& task = tasks[static_cast<size_t>(t)];
-    measure_linear(ctx.backend, ctx.options, rows.at(task.j).name, weights.at(task.j), stats,
-                   weight_norms.at(task.j), task.spec, space.ranks, results[static_cast<size_t>(t)]);
-    ++done;
-  });
-  for (size_t t = 0; t < tasks.size(); ++t) {
-    auto& c = rows[tasks[t].j].candidates;
-    c.insert(c.end(), results[t].begin(), results[t].end());
-  }
+  for (size_t i = 0; i < mine.size(); ++i)
+    site_linears.push_back({layer_tensor_name(layer, linears[static_cast<size_t>(mine[i])].name), &weights[i]});
+  auto measured = measure_site(ctx.backend, ctx.options, stats, site_linears, space);
+  for (size_t i = 0; i < mine.size(); ++i) rows[mine[i]] = std::move(measured[i]);
   ctx.times.measure += timer.seconds();
-  for (int j : mine) {
-    const auto& row = rows[j];
-    const auto best = std::min_element(row.candidates.begin(), row.candidates.end(),
-                                       [](const Candidate& a, const Candidate& b) { return a.eps < b.eps; });
-    AMLQ_LOG_INFO("  {} {} candidates, best eps={:.2e}", row.name, row.candidates.size(), best->eps);
-  }
   AMLQ_LOG_INFO("  site {} of layer {}: {} linear(s) x specs measured in {:.2f}s", input_site_name(site), layer,
                 mine.size(), timer.seconds());
 }
@@ -384,6 +363,14 @@ void pack_site(PassContext& ctx, int layer, InputSite site, const SiteStatistics
     if (mine_to_do(ctx, layer, j)) mine.push_back(j);
   }
   Timer timer;
+  // One factor of the site's damped Hessian per column order the chosen specs
+  // use, shared by the site's linears (the result is the same as factoring per linear).
+  std::map<bool, std::unique_ptr<SiteFactor>> factors;
+  if (!ctx.options.rtn)
+    for (int j : mine) {
+      const bool act_order = chosen(table, plan, ctx.config, layer, j).spec.act_order;
+      if (!factors.count(act_order)) factors[act_order] = ctx.backend.factor_site(stats.hessian, act_order, ctx.options.gptq);
+    }
   std::vector<PackedLinear> results(mine.size());
   parallel_for(static_cast<int>(mine.size()), ctx.options.threads, [&](int i) {
     const int j = mine[static_cast<size_t>(i)];
@@ -396,7 +383,8 @@ void pack_site(PassContext& ctx, int layer, InputSite site, const SiteStatistics
     }
     const Candidate& c = chosen(table, plan, ctx.config, layer, j);
     results[static_cast<size_t>(i)] =
-        pack_linear_choice(ctx.backend, ctx.options, layer_tensor_name(layer, spec.name), w, bias, stats, c);
+        pack_linear_choice(ctx.backend, ctx.options, layer_tensor_name(layer, spec.name), w, bias, stats, c,
+                           factors.count(c.spec.act_order) ? factors.at(c.spec.act_order).get() : nullptr);
     const auto& p = results[static_cast<size_t>(i)];
     AMLQ_LOG_INFO("  {} {} r{} bpw={:.3f} eps={:.2e}", p.name, c.spec.label(), c.rank, p.bpw, p.eps);
   });

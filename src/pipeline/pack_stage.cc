@@ -19,10 +19,11 @@ namespace amlq {
 
 PackedLinear pack_linear_choice(Backend& backend, const QuantizeOptions& options, const std::string& name,
                                 const MatrixF& w, const VectorF& bias, const SiteStatistics& stats,
-                                const Candidate& choice) {
+                                const Candidate& choice, const SiteFactor* factor) {
   GptqOptions gptq = options.gptq;
   gptq.error_feedback = !options.rtn;
-  const QuantizedMatrix q = backend.quantize(w, stats.hessian, choice.spec, gptq);
+  const QuantizedMatrix q = factor ? backend.quantize(w, *factor, choice.spec, gptq)
+                                   : backend.quantize(w, stats.hessian, choice.spec, gptq);
   PackedLinear packed;
   if (choice.rank > 0) {
     const MatrixF w_hat = dequantize(q);

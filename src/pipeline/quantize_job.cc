@@ -216,6 +216,11 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
       resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint), space);
   if (runtime_rss > 0) resource_in.runtime_bytes = runtime_rss;
   resource_in.device = backend.name() == "cuda";
+  {
+    bool act_order = false, plain = false;
+    for (const auto& spec : space.specs) (spec.act_order ? act_order : plain) = true;
+    resource_in.column_orders = std::max(1, int{act_order} + int{plain});
+  }
   const std::vector<RankPrediction> prediction = predict_resources(ctx.config, resource_in);
   if (coordinator) {
     ctx.work.create();
@@ -300,6 +305,10 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   std::string space_text;
   for (const auto& s : space.specs) space_text += s.label() + ",";
   for (int r : space.ranks) space_text += "r" + std::to_string(r) + ",";
+  // Row sampling and approximate errors change the measurements; the defaults
+  // add nothing, so full-row exact checkpoints keep their hashes.
+  if (options.measure_rows < 1) space_text += fmt::format("measure-rows {:.17g},", options.measure_rows);
+  if (options.measure_errors == ErrorMode::Approximate) space_text += "measure-errors approx,";
   const std::string measure_hash =
       hash_of({calib_hash, space_text, options.quantizer_name(), lowrank_method_name(options.lowrank),
                factor_format_name(options.factor_format), fmt::format("{} {}", options.gptq.damp, options.gptq.block_size)});

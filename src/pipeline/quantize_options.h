@@ -7,6 +7,7 @@
 
 #include "io/tokenizer/dataset.h"
 #include "lowrank/lowrank_types.h"
+#include "lowrank/spec_errors.h"
 #include "quant/quant_spec.h"
 
 namespace amlq {
@@ -33,6 +34,12 @@ struct QuantizeOptions {
   FactorFormat factor_format = FactorFormat::Fp16;
   GptqOptions gptq;
   SequentialMode sequential = SequentialMode::None;  // statistics of the pack pass
+  // Measure: the share of output rows each candidate is measured on (a seeded
+  // random subset per linear; eps is then an unbiased estimate with a standard
+  // error; pack always quantizes every row), and how errors are computed
+  // (lowrank/spec_errors.h: Exact, or Approximate from GPTQ's float32 errors).
+  double measure_rows = 1.0;
+  ErrorMode measure_errors = ErrorMode::Exact;
   int batch = 8;                     // sequences per forward batch
   int threads = 0;                   // worker threads per rank (0: all cores)
   int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)

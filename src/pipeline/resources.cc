@@ -46,23 +46,30 @@ int64_t site_dim(const Shapes& s, InputSite site) {
   return s.h;
 }
 
-// Per worker thread, one linear (m x n) measured at one spec (measure_linear):
-// GPTQ's working copies plus, with low rank, the decomposition of its error.
+// Per worker thread, one linear (m x n, s = rows measured) measured at one
+// spec against its site's shared factor (pipeline/measure_site.h): GPTQ's
+// working copy, codes and the float panel of U, then, with low rank, the
+// whitened error and its top eigenpairs (lowrank/spec_errors.h).
 int64_t measure_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
-  const int64_t mn = m * n;
-  // gptq_quantize: W^T copy, codes, the permuted damped Hessian factored in place
-  // (fp64) next to U (fp32) while U is taken from it, then W_hat.
-  const int64_t gptq = mn * 4 + mn + sq(n) * 8 + sq(n) * 4 + mn * 4;
-  if (!in.lowrank || in.max_rank <= 0) return gptq + mn * 4;  // + the error matrix
-  // decompose_error: E and E L (fp64), H copy, damped copy and L, Gram + eigen solver.
-  const int64_t small = std::min(m, n);
-  const int64_t lowrank = mn * 8 * 2 + sq(n) * 8 * 3 + sq(small) * 8 * 4;
-  return mn * 5 + std::max(gptq - mn * 5, lowrank);
+  const int64_t s = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(m) * in.measure_rows)));
+  const int64_t sn = s * n;
+  const int64_t gptq = sn * 4 + sn + int64_t{128} * n * 4;
+  if (!in.lowrank || in.max_rank <= 0) return gptq + sn * 8;
+  const int64_t small = std::min(s, n), k = in.max_rank;
+  const int64_t lowrank = sn * 9 + sq(small) * 8 + small * (small / 2 + k + k / 4) * 8 + (s + 2 * n) * k * 8;
+  return std::max(gptq, lowrank);
 }
 
-// Pack of one linear: one GPTQ, the factors of its rank, the packed copy and W_hat for eps.
+// Pack of one linear: one GPTQ (the site's factor is shared), decompose_error
+// (E and E L in fp64, its own copies of H and L, Gram and eigensolver), the
+// packed copy and W_hat for eps.
 int64_t pack_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
-  return measure_working_set(m, n, in) + m * n * 4;
+  const int64_t mn = m * n;
+  const int64_t gptq = mn * 4 + mn + int64_t{128} * n * 4 + mn * 4;
+  if (!in.lowrank || in.max_rank <= 0) return gptq + mn * 8;
+  const int64_t small = std::min(m, n);
+  const int64_t lowrank = mn * 8 * 2 + sq(n) * 8 * 3 + sq(small) * 8 * 4;
+  return mn * 5 + std::max(gptq - mn * 5, lowrank) + mn * 4;
 }
 
 double packed_bits_per_weight(const ResourceInputs& in) { return in.output_bpw; }
@@ -116,6 +123,7 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   in.max_rank = max_rank;
   in.lowrank = options.lowrank != LowRankMethod::None && max_rank > 0;
   in.specs = specs;
+  in.measure_rows = options.measure_rows;
   in.output_bpw = std::max(2.0, options.target_bpw);
   in.sequential = options.sequential;
   return in;
@@ -210,12 +218,15 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
         ++count;
       }
       const int workers = std::min(in.threads, count * std::max(1, in.specs));
+      // One factor U (fp64) per column order the space uses, shared by all workers.
+      const int64_t factor = sq(site_dim(s, site)) * 8 * in.column_orders;
       PhaseMemory m{fmt::format("measure {}", input_site_name(site)),
                     {runtime,
                      mapped,
                      {"calibration activations (hidden states of the share)", tokens * s.h * 4},
                      {"Hessians still held (this site and later ones)", held},
                      {"weights of the site's linears (float32)", site_weights},
+                     {fmt::format("the site's damped-Hessian factor(s) ({} column order(s))", in.column_orders), factor},
                      {fmt::format("measure working set x {} worker(s)", workers), worst * workers}}};
       r.phases.push_back(m);
     }
@@ -244,6 +255,8 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
                         {"calibration activations (hidden states of the share)", tokens * s.h * 4},
                         {"one decoder layer in float32", in.sequential == SequentialMode::None ? 0 : s.layer_params * 4},
                         {"statistics still held for packing (this site and later ones)", held},
+                        {fmt::format("the site's damped-Hessian factor(s) (up to {} column order(s))", in.column_orders),
+                         sq(site_dim(s, site)) * 8 * in.column_orders},
                         {fmt::format("pack working set x {} worker(s)", workers), worst * workers}}};
       r.phases.push_back(pack);
     }

@@ -29,6 +29,8 @@ struct ResourceInputs {
   int max_rank = 0;             // largest low-rank rank measured (0: none)
   bool lowrank = false;         // whiten/l2qer/svd on
   int specs = 1;                // specs measured per linear
+  int column_orders = 1;        // distinct column orders among them (act-order or not): factors per site
+  double measure_rows = 1;      // --measure-rows
   double output_bpw = 4.5;      // for the packed size (pack checkpoints, output file)
   SequentialMode sequential = SequentialMode::None;
   // Resident memory of the process before any work: shared libraries (the CUDA

@@ -32,19 +32,14 @@ struct LinearTask {
 };
 std::vector<LinearTask> linear_tasks(const ModelConfig& config, LayerBlock layers);
 
-// Quantizes one linear at one spec, then derives the error of every rank from
-// one decomposition. Appends one Candidate per rank (ranks above min(rows, cols)
-// are skipped).
-// weight_norm_h: tr(W H W^T), the normalizer shared by all of the linear's candidates.
-void measure_linear(Backend& backend, const QuantizeOptions& options, const std::string& name, const MatrixF& w,
-                    const SiteStatistics& stats, double weight_norm_h, const QuantSpec& spec,
-                    const std::vector<int>& ranks, std::vector<Candidate>& out);
-
 // Quantizes one linear with its chosen candidate and packs it, factors included;
-// eps is recomputed on the stored (rounded) result.
+// eps is recomputed on the stored (rounded) result. `factor` (optional): the
+// site's factor from backend.factor_site(stats.hessian, choice.spec.act_order,
+// options.gptq), shared with the site's other linears instead of factoring
+// stats.hessian again; the result is the same.
 PackedLinear pack_linear_choice(Backend& backend, const QuantizeOptions& options, const std::string& name,
                                 const MatrixF& w, const VectorF& bias, const SiteStatistics& stats,
-                                const Candidate& choice);
+                                const Candidate& choice, const SiteFactor* factor = nullptr);
 
 // Every checkpoint tensor that is not a quantized linear's weight or bias
 // (embedding, norms, lm_head), in its source dtype.

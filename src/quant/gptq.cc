@@ -61,22 +61,18 @@ void invert_lower_in_place(Eigen::Ref<MatrixD> l) {
   l.topRightCorner(n1, n2).setZero();
 }
 
-// Cholesky of `reversed` = J h J (row-major, overwritten) and U = J L^-1 J.
-// Because J M J of a row-major matrix is its flat array reversed, U is
-// written by one sequential pass. Returns false when h is not positive definite.
-template <typename Out>
-bool inverse_cholesky_upper_reversed(MatrixD& reversed, Out& u) {
-  const Eigen::Index n = reversed.rows();
-  Eigen::LLT<Eigen::Ref<MatrixD>> llt(reversed);
+// Cholesky of `m` = J h J (row-major, overwritten) and then, in the same
+// buffer, U = J L^-1 J (upper, h^-1 = U^T U). Because J M J of a row-major
+// matrix is its flat array reversed, U is one in-place reversal away from
+// L^-1. Returns false when h is not positive definite (m is then garbage).
+bool inverse_cholesky_upper_in_place(MatrixD& m) {
+  const Eigen::Index n = m.rows();
+  Eigen::LLT<Eigen::Ref<MatrixD>> llt(m);
   if (llt.info() != Eigen::Success) return false;
-  invert_lower_in_place(reversed);  // reads only the lower triangle, zeroes the upper
-  u.resize(n, n);
-  const double* src = reversed.data();
-  auto* dst = u.data();
-  const Eigen::Index total = n * n;
-  for (Eigen::Index k = 0; k < total; ++k) dst[k] = static_cast<typename Out::Scalar>(src[total - 1 - k]);
+  invert_lower_in_place(m);  // reads only the lower triangle, zeroes the upper
+  std::reverse(m.data(), m.data() + n * n);
   for (Eigen::Index j = 0; j < n; ++j)
-    if (!(std::isfinite(u(j, j)) && u(j, j) > 0)) return false;
+    if (!(std::isfinite(m(j, j)) && m(j, j) > 0)) return false;
   return true;
 }
 
@@ -107,8 +103,8 @@ bool inverse_cholesky_upper(const MatrixD& h, MatrixD& u) {
   // With J the exchange matrix, J h J = L L^T gives h^-1 = (J L^-1 J)^T (J L^-1 J)
   // and J L^-1 J is upper triangular: one Cholesky and one triangular inverse
   // instead of Cholesky, inverse and a second Cholesky.
-  MatrixD reversed = h.reverse();
-  return inverse_cholesky_upper_reversed(reversed, u);
+  u = h.reverse();
+  return inverse_cholesky_upper_in_place(u);
 }
 
 void check_quantize_inputs(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
@@ -123,33 +119,118 @@ void check_quantize_inputs(const MatrixF& w, const MatrixD& h, const QuantSpec& 
   if (have_h) AMLQ_REQUIRE(all_finite(h.data(), h.size()), "Hessian [{} x {}] contains NaN or inf", n, n);
 }
 
-QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
+GptqColumns gptq_columns(const MatrixD& h, int cols, bool act_order) {
+  GptqColumns c;
+  c.cols = cols;
+  c.has_hessian = h.size() > 0;
+  if (!c.has_hessian) {
+    c.mean_diag = 1;
+    return c;
+  }
+  AMLQ_ASSERT(h.rows() == cols && h.cols() == cols, "Hessian is {} x {} for {} columns", h.rows(), h.cols(), cols);
+  // Dead inputs (H_ii == 0) never reach the output: W column 0, H_ii = 1.
+  VectorD diag = h.diagonal();
+  c.dead.assign(static_cast<size_t>(cols), 0);
+  for (int i = 0; i < cols; ++i) {
+    if (diag[i] == 0) {
+      c.dead[static_cast<size_t>(i)] = 1;
+      diag[i] = 1;
+      ++c.dead_count;
+    }
+  }
+  c.mean_diag = cols > 0 ? diag.mean() : 0;
+  c.act_order = act_order;
+  if (act_order) {
+    c.perm.resize(static_cast<size_t>(cols));
+    std::iota(c.perm.begin(), c.perm.end(), 0);
+    std::stable_sort(c.perm.begin(), c.perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
+  }
+  return c;
+}
+
+GptqFactor gptq_factor(const MatrixD& h, bool act_order, const GptqOptions& options, bool factorize) {
+  const int n = static_cast<int>(h.rows());
+  AMLQ_ASSERT(h.size() > 0, "a factor needs a Hessian");
+  AMLQ_REQUIRE(all_finite(h.data(), h.size()), "Hessian [{} x {}] contains NaN or inf", n, n);
+  GptqFactor f;
+  f.columns = gptq_columns(h, n, act_order);
+  if (!factorize) return f;
+  const GptqColumns& c = f.columns;
+  // The permuted Hessian is gathered directly in reversed order (see
+  // inverse_cholesky_upper_in_place); U is then written into the same buffer.
+  auto gather_reversed = [&](MatrixD& out) {
+    out.resize(n, n);
+    for (int i = 0; i < n; ++i) {
+      const int r = c.original(n - 1 - i);
+      for (int j = 0; j < n; ++j) out(i, j) = h(r, c.original(n - 1 - j));
+      if (c.is_dead(r)) out(i, i) = 1;
+    }
+  };
+  double lambda = options.damp;
+  for (int attempt = 0;; ++attempt) {
+    f.damp_abs = lambda * c.mean_diag;
+    gather_reversed(f.u);  // a failed attempt has overwritten it
+    f.u.diagonal().array() += f.damp_abs;
+    if (inverse_cholesky_upper_in_place(f.u)) break;
+    if (attempt >= options.max_damp_retries)
+      AMLQ_FAIL(Numerical, "Cholesky of the damped Hessian [{} x {}] failed even with damp {:g}", n, n, lambda);
+    AMLQ_LOG_WARN("Cholesky of the Hessian [{} x {}] failed with damp {:g}; retrying with {:g}", n, n, lambda,
+                  lambda * 10);
+    lambda *= 10;
+    ++f.damp_escalations;
+  }
+  f.damp_used = lambda;
+  f.factored = true;
+  return f;
+}
+
+double reconstruction_error_sq(const MatrixF& w, const QuantizedMatrix& q, const GptqColumns& columns) {
+  const int m = q.rows, n = q.cols;
+  AMLQ_ASSERT(w.rows() == m && w.cols() == n, "W [{} x {}] for a quantized [{} x {}]", w.rows(), w.cols(), m, n);
+  double total = 0;
+  for (const auto& part : q.parts) {
+    for (int i = 0; i < m; ++i) {
+      const uint8_t* codes = q.codes.data() + static_cast<size_t>(i) * n;
+      const size_t param_row = static_cast<size_t>(i) * part.num_groups;
+      double row = 0;
+      for (int j = part.col_begin; j < part.col_end; ++j) {
+        const int c = q.perm.empty() ? j : q.perm[static_cast<size_t>(j)];
+        if (columns.is_dead(c)) continue;
+        const int g = group_of(part, j, c, q.spec.static_groups);
+        const float w_hat = dequantize_value(codes[j], fp16_to_float(part.scales[param_row + g]), part.zeros[param_row + g]);
+        const double e = static_cast<double>(w(i, c)) - w_hat;
+        row += e * e;
+      }
+      total += row;
+    }
+  }
+  return total;
+}
+
+QuantizedMatrix gptq_quantize(const MatrixF& w, const GptqFactor& factor, const QuantSpec& spec,
+                              const GptqOptions& options, MatrixF* scaled_errors) {
   const int m = static_cast<int>(w.rows());
   const int n = static_cast<int>(w.cols());
-  check_quantize_inputs(w, h, spec, options);
+  const GptqColumns& columns = factor.columns;
+  spec.validate(m, n, "matrix");
+  AMLQ_ASSERT(columns.cols == n, "factor of {} columns for a weight with {}", columns.cols, n);
+  AMLQ_ASSERT(columns.act_order == (spec.act_order && columns.has_hessian),
+              "factor ordered {}act-order for spec {}", columns.act_order ? "" : "without ", spec.label());
   const bool feedback = options.error_feedback;
-  const bool have_h = h.size() > 0;
+  AMLQ_ASSERT(!feedback || factor.factored, "GPTQ needs a factored Hessian");
+  AMLQ_ASSERT(!scaled_errors || feedback, "scaled errors exist only with error feedback");
+  AMLQ_ASSERT(options.block_size > 0, "block size {}", options.block_size);
+  AMLQ_REQUIRE(all_finite(w.data(), w.size()), "weight matrix [{} x {}] contains NaN or inf", m, n);
 
   QuantizedMatrix out;
   out.rows = m;
   out.cols = n;
   out.spec = spec;
-
-  // Dead inputs (H_ii == 0) never reach the output: W column 0, H_ii = 1.
-  VectorD diag = have_h ? VectorD(h.diagonal()) : VectorD::Ones(n);
-  std::vector<char> dead(n, 0);
-  for (int i = 0; i < n; ++i) {
-    if (diag[i] == 0) {
-      dead[i] = 1;
-      diag[i] = 1;
-      ++out.dead_columns;
-    }
-  }
-  std::vector<int32_t> perm(n);
-  std::iota(perm.begin(), perm.end(), 0);
-  if (spec.act_order && have_h) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int a, int b) { return diag[a] > diag[b]; });
-    out.perm = perm;
+  out.dead_columns = columns.dead_count;
+  if (columns.act_order) out.perm = columns.perm;
+  if (feedback) {
+    out.damp_used = factor.damp_used;
+    out.damp_escalations = factor.damp_escalations;
   }
 
   // Work on W^T in processing order: column j of W is the contiguous row j.
@@ -157,8 +238,8 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
   for (int i0 = 0; i0 < m; i0 += 64) {
     const int i1 = std::min(m, i0 + 64);
     for (int j = 0; j < n; ++j) {
-      const int c = perm[j];
-      if (dead[c]) {
+      const int c = columns.original(j);
+      if (columns.is_dead(c)) {
         wt.row(j).segment(i0, i1 - i0).setZero();
       } else {
         for (int i = i0; i < i1; ++i) wt(j, i) = w(i, c);
@@ -187,7 +268,7 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
   if (static_groups) {
     auto& part = out.parts[0];
     std::vector<int> inverse(n);
-    for (int j = 0; j < n; ++j) inverse[perm[j]] = j;
+    for (int j = 0; j < n; ++j) inverse[columns.original(j)] = j;
     for (int g = 0; g < part.num_groups; ++g) {
       Eigen::VectorXf lo = Eigen::VectorXf::Constant(m, std::numeric_limits<float>::infinity());
       Eigen::VectorXf hi = -lo;
@@ -204,52 +285,21 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
     }
   }
 
-  // U = chol(H^-1) upper, from the permuted, damped Hessian (double precision).
-  MatrixF uf;
-  double damp_abs = 0;
-  if (feedback) {
-    // The permuted Hessian is gathered directly in reversed order (see
-    // inverse_cholesky_upper_reversed) into the one n x n fp64 buffer that is then
-    // factored in place; a retry with more dampening gathers it again rather than
-    // keeping a second n^2 copy (6.6 GB for a 28672-wide down_proj).
-    MatrixD damped(n, n);
-    auto gather = [&] {
-      for (int i = 0; i < n; ++i) {
-        const int r = perm[n - 1 - i];
-        for (int j = 0; j < n; ++j) damped(i, j) = h(r, perm[n - 1 - j]);
-        if (dead[r]) damped(i, i) = 1;
-      }
-    };
-    gather();
-    const double mean_diag = damped.diagonal().mean();
-    double lambda = options.damp;
-    for (int attempt = 0;; ++attempt) {
-      damp_abs = lambda * mean_diag;
-      if (attempt > 0) gather();
-      damped.diagonal().array() += damp_abs;
-      if (inverse_cholesky_upper_reversed(damped, uf)) break;
-      if (attempt >= options.max_damp_retries)
-        AMLQ_FAIL(Numerical, "Cholesky of the damped Hessian [{} x {}] failed even with damp {:g}", n, n, lambda);
-      AMLQ_LOG_WARN("Cholesky of the Hessian [{} x {}] failed with damp {:g}; retrying with {:g}", n, n, lambda,
-                    lambda * 10);
-      lambda *= 10;
-      ++out.damp_escalations;
-    }
-    damped = MatrixD();  // the factor lives on in uf (fp32)
-    out.damp_used = lambda;
-  }
-
   out.codes.assign(static_cast<size_t>(m) * n, 0);
   const auto blocks = make_blocks(out, options.block_size, static_groups);
   int max_block = 0;
   for (const auto& b : blocks) max_block = std::max(max_block, b.end - b.begin);
   MatrixF err_block(feedback ? max_block : 0, m);
+  // The block's rows of U, U[begin:end, begin:], in float: the factor is shared
+  // (double, read-only) and each pass converts only the panel it is working on.
+  MatrixF panel;
   Eigen::VectorXf scale_t(kRowTile), err(kRowTile);
   Eigen::VectorXi zero_t(kRowTile);
   double scaled_err_sq = 0;
 
   for (const auto& blk : blocks) {
     const int bs = blk.end - blk.begin;
+    if (feedback) panel = factor.u.block(blk.begin, blk.begin, bs, n - blk.begin).cast<float>();
     for (int i0 = 0; i0 < m; i0 += kRowTile) {
       const int tw = std::min(kRowTile, m - i0);
       for (int j = blk.begin; j < blk.end; ++j) {
@@ -264,7 +314,7 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
         };
         const int local = j - part.col_begin;
         if (static_groups) {
-          load_params(perm[j] / part.group);
+          load_params(columns.original(j) / part.group);
         } else if (local % part.group != 0) {
           // A group wider than the block, continued from an earlier block: scale_t
           // holds another row tile's parameters by now.
@@ -285,7 +335,8 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
         }
         float* col = wt.row(j).data() + i0;
         uint8_t* codes = out.codes.data() + static_cast<size_t>(i0) * n + j;
-        const float d = feedback ? uf(j, j) : 1.0f;
+        const int local_j = j - blk.begin;
+        const float d = feedback ? panel(local_j, local_j) : 1.0f;
         for (int i = 0; i < tw; ++i) {
           const int q = quantize_value(col[i], scale_t[i], zero_t[i], maxq);
           codes[static_cast<size_t>(i) * n] = static_cast<uint8_t>(q);
@@ -294,29 +345,35 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpe
         if (!feedback) continue;
         const auto e = err.head(tw);
         scaled_err_sq += static_cast<double>(e.squaredNorm());
-        err_block.row(j - blk.begin).segment(i0, tw) = e.transpose();
-        for (int k = j + 1; k < blk.end; ++k) wt.row(k).segment(i0, tw) -= uf(j, k) * e.transpose();
+        err_block.row(local_j).segment(i0, tw) = e.transpose();
+        for (int k = j + 1; k < blk.end; ++k) wt.row(k).segment(i0, tw) -= panel(local_j, k - blk.begin) * e.transpose();
+        // Column j of this row tile is final: its slot keeps the scaled error.
+        if (scaled_errors) wt.row(j).segment(i0, tw) = e.transpose();
       }
     }
     // The lazy update of all later columns: one GEMM per block.
     if (feedback && blk.end < n) {
-      wt.bottomRows(n - blk.end).noalias() -=
-          uf.block(blk.begin, blk.end, bs, n - blk.end).transpose() * err_block.topRows(bs);
+      wt.bottomRows(n - blk.end).noalias() -= panel.rightCols(n - blk.end).transpose() * err_block.topRows(bs);
     }
   }
 
   if (feedback) {
     // tr(E H_d E^T) = ||Err||^2 exactly (E = Err U); remove the dampening term.
-    const MatrixF w_hat = dequantize(out);
-    double e_sq = 0;
-    for (int i = 0; i < m; ++i)
-      for (int c = 0; c < n; ++c) {
-        const double e = dead[c] ? 0.0 : static_cast<double>(w(i, c)) - w_hat(i, c);
-        e_sq += e * e;
-      }
-    out.output_error = std::max(0.0, scaled_err_sq - damp_abs * e_sq);
+    const double e_sq = reconstruction_error_sq(w, out, columns);
+    out.output_error = std::max(0.0, scaled_err_sq - factor.damp_abs * e_sq);
   }
+  if (scaled_errors) *scaled_errors = std::move(wt);
   return out;
+}
+
+QuantizedMatrix gptq_quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
+  check_quantize_inputs(w, h, spec, options);
+  if (h.size() == 0) {  // RTN without statistics: identity order, nothing dead
+    GptqFactor plain;
+    plain.columns = gptq_columns(h, static_cast<int>(w.cols()), false);
+    return gptq_quantize(w, plain, spec, options);
+  }
+  return gptq_quantize(w, gptq_factor(h, spec.act_order, options, options.error_feedback), spec, options);
 }
 
 }  // namespace amlq

@@ -16,6 +16,9 @@ struct Candidate {
   int rank = 0;  // low-rank correction rank (0 = none)
   double bpw = 0;
   double eps = 0;  // normalized output error, METHOD.md 4
+  // Standard error of eps when it was estimated on a sample of the output rows
+  // (--measure-rows < 1); 0 when every row was measured.
+  double eps_stderr = 0;
   bool operator==(const Candidate&) const = default;
 };
 

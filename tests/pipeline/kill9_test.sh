@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kill -9 anywhere (issue 14): a 2-rank quantize of stories260K is started, one
-# rank chosen at random is sent SIGKILL at a random moment of the run (seeded),
+# rank chosen at random is sent SIGKILL at a random moment of a chosen stage
+# (seeded; the seeds take measure, pack and the final write + eval in turn),
 # and `--resume` is then run until it completes. Every final file must equal an
 # uninterrupted run's (h5diff), no temporary may remain anywhere, and no run may
 # hang: the killed job must end within a bounded time (mpirun notices the dead
@@ -16,36 +17,41 @@ args=(quantize "$shared/models/stories260K" --calib "$shared/data/wikitext2/vali
 # A killed peer must be noticed quickly: amlq's own watchdog is the fallback.
 export AMLQ_MPI_TIMEOUT=60
 
-start=$(date +%s.%N)
 mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$work/ref.h5" >/dev/null 2>"$work/ref.log" ||
   { tail -20 "$work/ref.log"; exit 1; }
-ref_seconds=$(python3 -c "import time,sys; print(time.time()-float(sys.argv[1]))" "$start")
 
-# The stage a log was in when it stopped: the last stage-marking line.
-stage_of() {
-  python3 - "$1" <<'PY'
-import re, sys
-stage = "startup"
-for line in open(sys.argv[1], errors="replace"):
-    if "calibration:" in line or "measure: recipe space" in line: stage = "measure"
-    if re.search(r"layer \d+: measured", line): stage = "measure"
-    if "search:" in line: stage = "search"
-    if re.search(r"layer \d+: packed", line) or re.search(r"bpw=.*eps=", line) and stage in ("search", "pack"): stage = "pack"
-    if "pack: wrote" in line: stage = "write/eval"
-print(stage)
-PY
+# The stage a run was in, from its work dir: measure rows, then plan.json, then
+# sealed pack layers, then the output file.
+stage_of() {  # OUT
+  local out=$1
+  if [[ -e $out ]]; then echo "eval"
+  elif compgen -G "$out.work/pack/*.seal.json" >/dev/null; then echo "pack/write"
+  elif [[ -e $out.work/plan.json ]]; then echo "pack"
+  elif compgen -G "$out.work/measure/*.json" >/dev/null; then echo "measure"
+  else echo "startup"
+  fi
 }
 
-printf "%-5s %-9s %-6s %-11s %-8s %-8s\n" seed kill_at_s rank stage killed_rc end_s
+printf "%-5s %-8s %-8s %-6s %-11s %-8s %-8s\n" seed target delay_s rank stage killed_rc end_s
 for seed in $(seq 1 "$seeds"); do
   out="$work/s$seed.h5"
-  # Seeded moment in [5%, 95%] of the reference run, and a seeded victim rank.
-  read -r delay victim < <(python3 -c "
+  # Seeded: the stage to interrupt (in turn: measure, pack, the final write +
+  # eval), the victim rank, and a delay after the work dir shows that stage
+  # under way (files, not logs: mpirun forwards output with a lag).
+  IFS='|' read -r target marker delay victim < <(python3 -c "
 import random, sys
-r = random.Random(int(sys.argv[1]))
-print(f'{r.uniform(0.05, 0.95) * float(sys.argv[2]):.2f}', r.randrange(2))" "$seed" "$ref_seconds")
+seed = int(sys.argv[1])
+r = random.Random(seed)
+target, marker = [('measure', 'measure/layer_00000.json'), ('pack', 'plan.json'),
+                  ('write', 'pack/layer_00004.h5.seal.json')][seed % 3]
+print(target, marker, f'{r.uniform(0.0, 0.05 if target == "measure" else 0.2):.2f}', r.randrange(2), sep='|')" "$seed")
   mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$out" >"$work/s$seed.kill.out" 2>"$work/s$seed.kill.log" &
   job=$!
+  for _ in $(seq 1 6000); do
+    [[ -e $out.work/$marker ]] && break
+    kill -0 "$job" 2>/dev/null || break
+    sleep 0.005
+  done
   sleep "$delay"
   # The amlq processes of this job, in rank order (Open MPI sets OMPI_COMM_WORLD_RANK).
   pid=""
@@ -54,7 +60,7 @@ print(f'{r.uniform(0.05, 0.95) * float(sys.argv[2]):.2f}', r.randrange(2))" "$se
     r=$({ tr '\0' '\n' </proc/$p/environ; } 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p' || true)
     [[ $r == "$victim" ]] && pid=$p
   done
-  stage=$(stage_of "$work/s$seed.kill.log")
+  stage=$(stage_of "$out")
   kill_time=$(date +%s.%N)
   if [[ -n $pid ]]; then
     kill -9 "$pid" 2>/dev/null || true
@@ -69,7 +75,7 @@ print(f'{r.uniform(0.05, 0.95) * float(sys.argv[2]):.2f}', r.randrange(2))" "$se
   set -e
   end_s=$(python3 -c "import time,sys; print(f'{time.time()-float(sys.argv[1]):.1f}')" "$kill_time")
   [[ $waited -eq 0 ]] || { echo "seed $seed: the killed job still runs 120 s after the kill"; kill -9 "$job"; exit 1; }
-  printf "%-5s %-9s %-6s %-11s %-8s %-8s\n" "$seed" "$delay" "$victim" "$stage" "$rc" "$end_s"
+  printf "%-5s %-8s %-8s %-6s %-11s %-8s %-8s\n" "$seed" "$target" "$delay" "$victim" "$stage" "$rc" "$end_s"
   # rc 0 with a killed rank is possible when the kill lands after that rank's
   # last collective (it was already leaving): the file is then complete, and the
   # resume below must leave it as it is.

@@ -137,6 +137,51 @@ INSTANTIATE_TEST_SUITE_P(Specs, GptqMatchesObq,
                                   "_b" + std::to_string(info.param.block);
                          });
 
+TEST(Gptq, OneFactorServesEverySpecAndLinear) {
+  const MatrixD h = test::realistic_hessian(160, 41);
+  const GptqFactor act = gptq_factor(h, true, GptqOptions{});
+  const GptqFactor plain = gptq_factor(h, false, GptqOptions{});
+  EXPECT_TRUE(act.factored);
+  EXPECT_EQ(act.columns.perm.size(), 160u);
+  EXPECT_TRUE(plain.columns.perm.empty());
+  for (int rows : {8, 70}) {
+    const MatrixF w = test::random_weights(rows, 160, 42 + static_cast<uint32_t>(rows));
+    for (const char* label : {"4b-g32", "2b-g64", "3b-g32-noact", "25%4b-g32+75%3b-g64", "4b-g32-static", "3b-row"}) {
+      const QuantSpec spec = QuantSpec::parse(label);
+      const QuantizedMatrix shared = gptq_quantize(w, spec.act_order ? act : plain, spec, GptqOptions{});
+      const QuantizedMatrix alone = gptq_quantize(w, h, spec, GptqOptions{});
+      EXPECT_EQ(shared.codes, alone.codes) << label;
+      EXPECT_EQ(shared.perm, alone.perm) << label;
+      ASSERT_EQ(shared.parts.size(), alone.parts.size());
+      for (size_t p = 0; p < shared.parts.size(); ++p) EXPECT_EQ(shared.parts[p].scales, alone.parts[p].scales) << label;
+      EXPECT_EQ(shared.output_error, alone.output_error) << label;
+    }
+  }
+  // The factor's order must be the spec's.
+  EXPECT_THROW(gptq_quantize(test::random_weights(4, 160, 1), plain, QuantSpec::parse("4b-g32"), GptqOptions{}), Error);
+}
+
+TEST(Gptq, ScaledErrorsWhitenTheError) {
+  // E_p = Err U: GPTQ's fed-back errors are the whitened error (up to float32).
+  const MatrixF w = test::random_weights(30, 96, 51);
+  MatrixD h = test::realistic_hessian(96, 52);
+  h.row(7).setZero();
+  h.col(7).setZero();
+  const GptqFactor f = gptq_factor(h, true, GptqOptions{});
+  MatrixF err_t;
+  const QuantizedMatrix q = gptq_quantize(w, f, QuantSpec::parse("3b-g32"), GptqOptions{}, &err_t);
+  ASSERT_EQ(err_t.rows(), 96);
+  ASSERT_EQ(err_t.cols(), 30);
+  const MatrixF w_hat = dequantize(q);
+  MatrixD e_p(30, 96);
+  for (int j = 0; j < 96; ++j) {
+    const int c = f.columns.original(j);
+    e_p.col(j) = f.columns.is_dead(c) ? VectorD::Zero(30) : VectorD((w.col(c) - w_hat.col(c)).cast<double>());
+  }
+  const MatrixD rebuilt = err_t.transpose().cast<double>() * f.u;
+  EXPECT_LT((rebuilt - e_p).norm(), 1e-5 * e_p.norm());
+}
+
 TEST(Gptq, InverseCholeskyUpperFactorsTheInverse) {
   const MatrixD h = test::realistic_hessian(96, 3) + 0.1 * MatrixD::Identity(96, 96);
   MatrixD u;

@@ -16,6 +16,22 @@ class CpuBackend final : public Backend {
                            const GptqOptions& options) override {
     return cpu::quantize(w, h, spec, options);
   }
+  std::unique_ptr<SiteFactor> factor_site(const MatrixD& h, bool act_order, const GptqOptions& options,
+                                          bool factorize) override {
+    return std::make_unique<cpu::CpuSiteFactor>(gptq_factor(h, act_order, options, factorize));
+  }
+  QuantizedMatrix quantize(const MatrixF& w, const SiteFactor& factor, const QuantSpec& spec,
+                           const GptqOptions& options) override {
+    return gptq_quantize(w, cpu::host_factor(factor), spec, options);
+  }
+  double weighted_sq_norm(const MatrixF& w, const SiteFactor& factor) override {
+    return amlq::weighted_sq_norm(w, cpu::host_factor(factor));
+  }
+  SpecErrors measure_spec(const MatrixF& w, const SiteFactor& factor, const QuantSpec& spec,
+                          const GptqOptions& options, const SpecErrorOptions& request,
+                          QuantizedMatrix* quantized) override {
+    return measure_spec_errors(w, cpu::host_factor(factor), spec, options, request, quantized);
+  }
   SvdResult svd(const MatrixD& m, int rank) override { return cpu::svd(m, rank); }
   void linear(const MatrixF& x, const MatrixF& w, const VectorF& bias, MatrixF& y) override {
     cpu::linear(x, w, bias, y);

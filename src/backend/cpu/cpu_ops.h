@@ -23,6 +23,15 @@ inline void run_tiles(int tiles, double flops, const std::function<void(int)>& f
 
 void accumulate_hessian(const MatrixF& x, MatrixD& h, VectorD& abs_sum);
 QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options);
+// The CPU backend's SiteFactor: the host factor of quant/gptq.h.
+class CpuSiteFactor final : public SiteFactor {
+ public:
+  explicit CpuSiteFactor(GptqFactor f) : factor(std::move(f)) {}
+  const SiteFactorInfo& info() const override { return factor; }
+  GptqFactor factor;
+};
+// The host factor behind a SiteFactor made by the CPU backend (Internal error otherwise).
+const GptqFactor& host_factor(const SiteFactor& factor);
 SvdResult svd(const MatrixD& m, int rank);
 void dequant_linear(const MatrixF& x, const PackedLinear& layer, MatrixF& y);
 

@@ -47,6 +47,12 @@ QuantizedMatrix quantize(const MatrixF& w, const MatrixD& h, const QuantSpec& sp
   return gptq_quantize(w, h, spec, options);
 }
 
+const GptqFactor& host_factor(const SiteFactor& factor) {
+  const auto* cpu = dynamic_cast<const CpuSiteFactor*>(&factor);
+  AMLQ_ASSERT(cpu != nullptr, "a site factor from another backend was given to the CPU backend");
+  return cpu->factor;
+}
+
 // Top-k SVD through the eigendecomposition of the smaller Gram matrix
 // (M^T M or M M^T): min(m,n)^3 work instead of BDCSVD's m n min(m,n) bidiagonal
 // reduction, and the quantization errors we decompose are wide or tall. The top
