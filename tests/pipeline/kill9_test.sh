@@ -44,7 +44,8 @@ seed = int(sys.argv[1])
 r = random.Random(seed)
 target, marker = [('measure', 'measure/layer_00000.json'), ('pack', 'plan.json'),
                   ('write', 'pack/layer_00004.h5.seal.json')][seed % 3]
-print(target, marker, f'{r.uniform(0.0, 0.05 if target == "measure" else 0.2):.2f}', r.randrange(2), sep='|')" "$seed")
+delay = r.uniform(0.0, 0.05 if target == 'measure' else 0.2)
+print(target, marker, f'{delay:.2f}', r.randrange(2), sep='|')" "$seed")
   mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$out" >"$work/s$seed.kill.out" 2>"$work/s$seed.kill.log" &
   job=$!
   for _ in $(seq 1 6000); do
