@@ -42,9 +42,9 @@ for seed in $(seq 1 "$seeds"); do
 import random, sys
 seed = int(sys.argv[1])
 r = random.Random(seed)
-target, marker = [('measure', 'measure/layer_00000.json'), ('pack', 'plan.json'),
+target, marker = [('measure', 'measure'), ('pack', 'plan.json'),
                   ('write', 'pack/layer_00004.h5.seal.json')][seed % 3]
-delay = r.uniform(0.0, 0.05 if target == 'measure' else 0.2)
+delay = r.uniform(0.0, 0.1 if target == 'measure' else 0.2)  # measure: from the work dir's creation
 print(target, marker, f'{delay:.2f}', r.randrange(2), sep='|')" "$seed")
   mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$out" >"$work/s$seed.kill.out" 2>"$work/s$seed.kill.log" &
   job=$!
