@@ -197,6 +197,13 @@ void warn_if_memory_short(const Communicator& world, const std::vector<RankPredi
                   node.size(), format_bytes(need[0]), format_bytes(static_cast<double>(have)));
 }
 
+// The allocation picture: --svg, or next to the report, or next to the model.
+std::string svg_path_of(const QuantizeOptions& options) {
+  if (!options.svg.empty()) return options.svg;
+  const std::string base = options.report.empty() ? options.out : options.report;
+  return fs::path(base).replace_extension(".svg").string();
+}
+
 }  // namespace
 
 QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, StageLimit limit,
@@ -227,7 +234,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     // Temporaries of a killed run (SIGKILL, OOM killer, preemption): nothing of
     // this run writes before the barrier below, so they cannot be ours.
     int stray = ctx.work.remove_temporaries();
-    for (const std::string& path : {options.out, options.report, options.svg})
+    for (const std::string& path : {options.out, options.report, svg_path_of(options)})
       if (!path.empty()) stray += remove_stale_temporaries(path);
     if (stray > 0) AMLQ_LOG_WARN("removed {} temporary file(s) left by an interrupted run", stray);
     if (world.size() > 1) {
@@ -567,12 +574,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
 
 void write_report_files(const QuantizeOptions& options, const QuantizeReport& report) {
   if (!options.report.empty()) write_json_file(options.report, report_json(report));
-  std::string svg_path = options.svg;
-  if (svg_path.empty()) {
-    const std::string base = options.report.empty() ? options.out : options.report;
-    svg_path = fs::path(base).replace_extension(".svg").string();
-  }
-  AtomicOutput out(svg_path);
+  AtomicOutput out(svg_path_of(options));
   {
     std::ofstream f(out.temp_path());
     f << allocation_svg(report);

@@ -85,7 +85,7 @@ print(target, marker, f'{delay:.2f}', r.randrange(2), sep='|')" "$seed")
   timeout 300 mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$out" --resume >"$work/s$seed.resume.out" \
     2>"$work/s$seed.resume.log" || { echo "seed $seed: resume failed"; tail -20 "$work/s$seed.resume.log"; exit 1; }
   h5diff "$work/ref.h5" "$out" >/dev/null || { echo "seed $seed: the resumed model differs from the uninterrupted one"; exit 1; }
-  stray=$(find "$work" -name "s$seed.h5.tmp.*" -o -path "$work/s$seed.h5.work/*" -name "*.tmp.*")
+  stray=$(find "$work" -name "s$seed.*.tmp.*" -o -path "$work/s$seed.h5.work/*" -name "*.tmp.*")
   [[ -z $stray ]] || { echo "seed $seed: temporaries left behind:"; echo "$stray"; exit 1; }
 done
 echo "kill -9 test passed for $seeds seed(s)"
