@@ -30,6 +30,20 @@ void AtomicOutput::commit() {
   committed_ = true;
 }
 
+namespace {
+
+int remove_temporaries(const std::vector<std::filesystem::path>& paths) {
+  int removed = 0;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (std::filesystem::remove(p, ec)) ++removed;
+    else if (ec) AMLQ_FAIL(Output, "{}: cannot remove a temporary left by an interrupted run: {}", p.string(), ec.message());
+  }
+  return removed;
+}
+
+}  // namespace
+
 int remove_stale_temporaries(const std::string& final_path) {
   namespace fs = std::filesystem;
   const fs::path final(final_path);
@@ -39,13 +53,21 @@ int remove_stale_temporaries(const std::string& final_path) {
   std::vector<fs::path> stale;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
     if (it->path().filename().string().starts_with(prefix)) stale.push_back(it->path());
-  int removed = 0;
-  for (const auto& p : stale) {
-    std::error_code rm_ec;
-    if (fs::remove(p, rm_ec)) ++removed;
-    else if (rm_ec) AMLQ_FAIL(Output, "{}: cannot remove a temporary left by an interrupted run: {}", p.string(), rm_ec.message());
+  return remove_temporaries(stale);
+}
+
+int remove_temporaries_under(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  if (!fs::exists(dir, ec)) return 0;
+  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    std::error_code file_ec;
+    if (it->is_regular_file(file_ec) && it->path().filename().string().find(".tmp.") != std::string::npos)
+      stale.push_back(it->path());
   }
-  return removed;
+  return remove_temporaries(stale);
 }
 
 }  // namespace amlq

@@ -26,5 +26,7 @@ class AtomicOutput {
 // AtomicOutput could clean up (SIGKILL, the OOM killer, a preempted job);
 // returns how many. Call only when nothing of the current run writes that path.
 int remove_stale_temporaries(const std::string& final_path);
+// The same for every AtomicOutput temporary (NAME.tmp.PID) anywhere under dir.
+int remove_temporaries_under(const std::string& dir);
 
 }  // namespace amlq

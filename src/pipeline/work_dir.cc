@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <vector>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace amlq {
@@ -23,24 +23,7 @@ void WorkDir::create() const {
   }
 }
 
-int WorkDir::remove_temporaries() const {
-  std::error_code ec;
-  if (!fs::exists(root, ec)) return 0;
-  std::vector<fs::path> stray;
-  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    std::error_code file_ec;
-    if (it->is_regular_file(file_ec) && it->path().filename().string().find(".tmp.") != std::string::npos)
-      stray.push_back(it->path());
-  }
-  int removed = 0;
-  for (const auto& path : stray) {
-    std::error_code rm_ec;
-    if (fs::remove(path, rm_ec)) ++removed;
-    else if (rm_ec) AMLQ_FAIL(Output, "{}: cannot remove a temporary left by an earlier run: {}", path.string(), rm_ec.message());
-  }
-  return removed;
-}
+int WorkDir::remove_temporaries() const { return remove_temporaries_under(root); }
 
 int64_t WorkDir::bytes() const {
   std::error_code ec;
