@@ -40,6 +40,7 @@ struct PlanCliOptions {
   int batch = 8;
   int samples_per_block = 8;
   std::string sequential = "none";
+  std::string memory_turns = "auto";
   int layers_per_rank = 0;
   int threads = 0;
   std::string weight_dtype;  // "": config.json's torch_dtype
@@ -138,6 +139,7 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   job.rtn = o.quantizer == "rtn";
   job.lowrank = parse_lowrank_method(o.lowrank);
   job.sequential = parse_sequential_mode(o.sequential);
+  job.memory_turns = parse_turn_mode(o.memory_turns);
   job.batch = o.batch;
   job.samples_per_block = o.samples_per_block;
   job.replicas = o.replicas;
@@ -218,6 +220,11 @@ void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   cmd->add_option("--sequential", o->sequential, "Statistics of the pack pass: none, layer or true")
       ->capture_default_str()
       ->check(CLI::IsMember({"none", "layer", "true"}));
+  cmd->add_option("--memory-turns", o->memory_turns,
+                  "Ranks sharing a node walk their statistics one stage at a time: auto (when they do not fit at "
+                  "once), on or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("--layers-per-rank", o->layers_per_rank, "Decoder layers per pipeline stage (0: balance)")
       ->capture_default_str();
   cmd->add_option("--threads", o->threads, "Measure/pack workers per rank (default: the global --threads, else all cores here)");

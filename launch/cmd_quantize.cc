@@ -20,6 +20,7 @@ struct QuantizeCliOptions {
   std::string factor_format = "fp16";
   std::string sequential = "none";
   std::string measure_errors = "exact";
+  std::string memory_turns = "auto";
   bool consecutive = false;
   bool json = false;
 };
@@ -52,6 +53,9 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_option("--measure-rows", j.measure_rows,
                   "Measure candidates on this share (0, 1] of each linear's output rows (seeded random subset)")
       ->capture_default_str();
+  cmd->add_option("--measure-rows-min", j.measure_rows_min,
+                  "With --measure-rows below 1: never fewer rows than this per linear (smaller samples estimate eps badly)")
+      ->capture_default_str();
   cmd->add_option("--measure-errors", o.measure_errors,
                   "exact, or approx: errors from GPTQ's float32 scaled errors (faster, ~1e-5 relative)")
       ->capture_default_str()
@@ -75,6 +79,11 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
       ->capture_default_str();
   cmd->add_option("--layers-per-rank", j.layers_per_rank, "Decoder layers per pipeline stage (0: balance by parameters)")
       ->capture_default_str();
+  cmd->add_option("--memory-turns", o.memory_turns,
+                  "Ranks sharing a host walk their statistics one pipeline stage at a time: on, off, or auto (on when "
+                  "they are predicted to need more memory at once than the host has)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   cmd->add_option("--debug-fail-rank", j.debug_fail_rank, "Testing: this rank fails on entering --debug-fail-stage")
       ->group("");
   cmd->add_option("--debug-fail-stage", j.debug_fail_stage, "Testing: calibrate, measure, search or pack")->group("");
@@ -88,9 +97,11 @@ QuantizeOptions resolve(const QuantizeCliOptions& o) {
   j.factor_format = parse_factor_format(o.factor_format);
   j.calib_spec.random_offsets = !o.consecutive;
   j.sequential = parse_sequential_mode(o.sequential);
+  j.memory_turns = parse_turn_mode(o.memory_turns);
   j.measure_errors = o.measure_errors == "approx" ? ErrorMode::Approximate : ErrorMode::Exact;
   if (!(j.measure_rows > 0 && j.measure_rows <= 1))
     AMLQ_FAIL(Usage, "--measure-rows must be in (0, 1], got {}", j.measure_rows);
+  if (j.measure_rows_min < 1) AMLQ_FAIL(Usage, "--measure-rows-min must be >= 1, got {}", j.measure_rows_min);
   if (j.target_bpw <= 0) AMLQ_FAIL(Usage, "--target-bpw must be positive, got {}", j.target_bpw);
   if (j.calib_spec.num_samples <= 0 || j.calib_spec.seqlen <= 1)
     AMLQ_FAIL(Usage, "--calib-samples must be >= 1 and --calib-seqlen >= 2");

@@ -69,8 +69,18 @@ ClusterPlan evaluate(const ModelConfig& config, const PlanInputs& in, const OpRa
 
   plan.nodes = (cl.np + cl.ranks_per_node - 1) / cl.ranks_per_node;
   plan.node_host.assign(static_cast<size_t>(plan.nodes), 0);
+  plan.node_turns.assign(static_cast<size_t>(plan.nodes), false);
+  for (int node = 0; node < plan.nodes; ++node) {
+    std::vector<int> on_host;
+    for (int r = node * cl.ranks_per_node; r < std::min(cl.np, (node + 1) * cl.ranks_per_node); ++r) on_host.push_back(r);
+    // As the run decides (quantize_job.cc): auto takes turns when the node's ranks do not fit at once.
+    const int64_t at_once = host_peak(plan.ranks, on_host, false);
+    bool turns = job.memory_turns == TurnMode::On;
+    if (job.memory_turns == TurnMode::Auto) turns = cl.host_mem > 0 && at_once > cl.host_mem && on_host.size() > 1;
+    plan.node_turns[static_cast<size_t>(node)] = turns;
+    plan.node_host[static_cast<size_t>(node)] = turns ? host_peak(plan.ranks, on_host, true) : at_once;
+  }
   for (const auto& r : plan.ranks) {
-    plan.node_host[static_cast<size_t>(r.rank / cl.ranks_per_node)] += r.peak_host;
     plan.peak_device = std::max(plan.peak_device, r.peak_device);
     plan.work_dir_bytes += r.work_dir_bytes;
     plan.bytes_sent += r.bytes_sent;
@@ -83,7 +93,9 @@ ClusterPlan evaluate(const ModelConfig& config, const PlanInputs& in, const OpRa
     const int first = node * cl.ranks_per_node, last = std::min(cl.np, first + cl.ranks_per_node) - 1;
     plan.checks.push_back({"host memory", *worst, cl.host_mem,
                            first == last ? fmt::format("node {} (rank {})", node, first)
-                                         : fmt::format("node {} (ranks {}-{} at their peaks)", node, first, last)});
+                           : plan.node_turns[static_cast<size_t>(node)]
+                               ? fmt::format("node {} (ranks {}-{} taking memory turns)", node, first, last)
+                               : fmt::format("node {} (ranks {}-{} at their peaks)", node, first, last)});
   }
   if (cl.gpu_mem > 0 && in.device == ComputeDevice::Cuda) {
     const auto worst = std::max_element(plan.ranks.begin(), plan.ranks.end(), [](const auto& a, const auto& b) {
@@ -189,6 +201,12 @@ void find_fixes(const ModelConfig& config, const PlanInputs& in, const OpRates& 
       plan.fixes.push_back({fmt::format("--replicas {} --np {}", r, r * stages), effect_of(p, c)});
       break;
     }
+  }
+  // Memory turns, when the user turned them off.
+  if (host && job.memory_turns == TurnMode::Off) {
+    PlanInputs c = in;
+    c.job.memory_turns = TurnMode::On;
+    if (try_fix(config, c, rates, p)) plan.fixes.push_back({"--memory-turns auto", effect_of(p, c)});
   }
   // Fewer ranks per node (host memory is per node).
   if (host && in.cluster.ranks_per_node > 1) {
@@ -321,6 +339,11 @@ std::string format_plan(const ModelConfig& config, const PlanInputs& in, const C
   out += fmt::format("totals      host peak per node {}; work dir {} at most; output {}; {} sent between ranks\n",
                      bytes(*std::max_element(plan.node_host.begin(), plan.node_host.end())), bytes(plan.work_dir_bytes),
                      bytes(plan.output_bytes), bytes(plan.bytes_sent));
+  const auto turning = std::count(plan.node_turns.begin(), plan.node_turns.end(), true);
+  if (turning > 0)
+    out += fmt::format("turns       memory turns on {} node(s) (--memory-turns {}): their stages walk their statistics "
+                       "one at a time, so those ranks also wait for each other, which the times above do not count\n",
+                       turning, turn_mode_name(job.memory_turns));
   // Where the slowest rank's time goes.
   const auto slowest = std::max_element(jt.ranks.begin(), jt.ranks.end(),
                                         [](const RankTime& a, const RankTime& b) { return a.busy() < b.busy(); });
@@ -433,6 +456,7 @@ nlohmann::ordered_json plan_json(const ModelConfig& config, const PlanInputs& in
                 {"write", plan.times.write},
                 {"total", plan.times.total}}},
               {"node_host_bytes", plan.node_host},
+              {"node_memory_turns", plan.node_turns},
               {"peak_device_bytes", plan.peak_device},
               {"work_dir_bytes", plan.work_dir_bytes},
               {"output_bytes", plan.output_bytes},

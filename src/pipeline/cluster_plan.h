@@ -60,7 +60,8 @@ struct ClusterPlan {
   JobTime times;
   int stages = 1;
   int nodes = 1;
-  std::vector<int64_t> node_host;  // sum of the ranks' peaks, per node
+  std::vector<int64_t> node_host;  // the ranks' peaks per node (pipeline/resources.h host_peak)
+  std::vector<bool> node_turns;    // whether that node's ranks take memory turns
   int64_t peak_device = 0;         // largest over ranks
   int64_t work_dir_bytes = 0;      // sum over ranks
   int64_t output_bytes = 0;

@@ -31,6 +31,9 @@ namespace {
 constexpr int kMeasurePassTag = 100;
 constexpr int kPackPassTag = 8200;
 constexpr int kMaxMicroBatches = 8000;
+// Memory-turn tokens (pipeline/memory_turns.h), one per pass.
+constexpr int kMeasureTurnTag = 16300;
+constexpr int kPackTurnTag = 16301;
 
 constexpr InputSite kSites[] = {InputSite::AttnIn, InputSite::AttnOut, InputSite::MlpIn, InputSite::MlpOut};
 
@@ -296,8 +299,11 @@ std::map<int, MeasurementTable> measure_pass(PassContext& ctx, const RecipeSpace
   };
   const bool stage_pending = pending(mine.first, mine.end);
   const bool later_pending = !ctx.topo.last_stage() && pending(mine.end, ctx.config.num_layers);
-  if (stage_pending || later_pending) {
-    MatrixF hidden = fp_stage_inputs(ctx, later_pending, stage_pending);
+  MatrixF hidden;
+  if (stage_pending || later_pending) hidden = fp_stage_inputs(ctx, later_pending, stage_pending);
+  // The statistics walk is this rank's memory turn; its inputs are in by now.
+  ctx.turns.wait(kMeasureTurnTag);
+  {
     if (stage_pending) {
       const RopeTables rope = make_rope_tables(ctx.config, ctx.options.calib_spec.seqlen);
       int last = mine.end - 1;
@@ -335,6 +341,7 @@ std::map<int, MeasurementTable> measure_pass(PassContext& ctx, const RecipeSpace
       }
     }
   }
+  ctx.turns.done(kMeasureTurnTag);
   std::map<int, MeasurementTable> out;
   if (ctx.topo.replica == 0 && !statistics_only)
     for (int layer = mine.first; layer < mine.end; ++layer) out[layer] = rows_of_layer_file(ctx, layer, layer_hash(layer));
@@ -464,7 +471,12 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
   };
   const bool stage_pending = pending(mine.first, mine.end);
   const bool later_pending = !ctx.topo.last_stage() && pending(mine.end, ctx.config.num_layers);
-  if (!stage_pending && !later_pending) return;
+  // A rank with nothing to do still takes its turn, so that the next stage's waits on it.
+  auto idle_turn = [&] {
+    ctx.turns.wait(kPackTurnTag);
+    ctx.turns.done(kPackTurnTag);
+  };
+  if (!stage_pending && !later_pending) return idle_turn();
 
   MatrixF hidden;
   const bool sequential = mode != SequentialMode::None;
@@ -474,7 +486,7 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
   int last = mine.end - 1;
   if (!sequential) {
     hidden = fp_stage_inputs(ctx, later_pending, stage_pending);
-    if (!stage_pending) return;
+    if (!stage_pending) return idle_turn();
     while (done[static_cast<size_t>(last)]) --last;
   } else {
     const Eigen::Index rows = sample_rows(ctx, ctx.share.size());
@@ -489,6 +501,7 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
   }
   const RopeTables rope = make_rope_tables(ctx.config, ctx.options.calib_spec.seqlen);
   const auto linears = decoder_linears(ctx.config);
+  ctx.turns.wait(kPackTurnTag);  // the inputs are in: this rank's memory turn
   for (int layer = mine.first; layer <= last; ++layer) {
     Timer layer_timer;
     DecoderLayerWeights weights = load_decoder_layer(ctx.checkpoint, ctx.config, layer);
@@ -552,6 +565,7 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
     AMLQ_LOG_INFO("[{}/{}] layer {}: packed in {:.1f}s", layer - mine.first + 1, mine.size(), layer,
                   layer_timer.seconds());
   }
+  ctx.turns.done(kPackTurnTag);
 }
 
 }  // namespace amlq

@@ -25,6 +25,7 @@
 #include "core/mpi_comm.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
+#include "pipeline/memory_turns.h"
 #include "pipeline/quantize_options.h"
 #include "pipeline/topology.h"
 #include "pipeline/work_dir.h"
@@ -55,6 +56,9 @@ struct PassContext {
   std::vector<std::vector<int32_t>> samples;  // their ids (first stage only)
   WorkDir work;
   PassTimes times;
+  // Off unless the ranks of this host take turns on their statistics walks
+  // (--memory-turns); each pass waits for its turn once its inputs are in.
+  MemoryTurns turns;
 };
 
 // Which decoder layers already have a valid checkpoint (a flag per layer of the

@@ -62,10 +62,10 @@ RowEstimate estimate_total(const Eigen::Ref<const VectorD>& per_row, int all_row
 
 }  // namespace
 
-std::vector<int> measured_rows(const std::string& name, int rows, double fraction) {
+std::vector<int> measured_rows(const std::string& name, int rows, double fraction, int min_rows) {
   AMLQ_ASSERT(fraction > 0 && fraction <= 1, "measured row fraction {}", fraction);
   if (fraction >= 1) return {};
-  const int count = std::clamp(static_cast<int>(std::ceil(fraction * rows)), 1, rows);
+  const int count = std::clamp(std::max(static_cast<int>(std::ceil(fraction * rows)), min_rows), 1, rows);
   if (count >= rows) return {};
   // Seeded by the name (not by rank or thread): the same rows in every run.
   Hasher h;
@@ -111,7 +111,7 @@ std::vector<LayerMeasurement> measure_site(Backend& backend, const QuantizeOptio
       if (r > 0 && options.lowrank == LowRankMethod::None) continue;
       p.ranks.push_back(r);
     }
-    p.rows_used = measured_rows(p.linear->name, p.rows, options.measure_rows);
+    p.rows_used = measured_rows(p.linear->name, p.rows, options.measure_rows, options.measure_rows_min);
     if (!p.rows_used.empty()) {
       p.sample.resize(static_cast<Eigen::Index>(p.rows_used.size()), p.cols);
       for (size_t i = 0; i < p.rows_used.size(); ++i) p.sample.row(static_cast<Eigen::Index>(i)) = p.linear->weight->row(p.rows_used[i]);

@@ -2,9 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -181,20 +183,46 @@ double weight_bytes(const ModelConfig& config, const Checkpoint& checkpoint) {
   return checkpoint.has(name) ? static_cast<double>(dtype_size(checkpoint.info(name).dtype)) : 4.0;
 }
 
-// The prediction is printed at start; when the ranks sharing a host are
-// predicted to need more than the host has, say so before hours of work end in
-// the kernel's OOM killer (a warning, not an error: the formula is an upper
-// bound, and swap or a looser cgroup may still carry the run).
-void warn_if_memory_short(const Communicator& world, const std::vector<RankPrediction>& prediction) {
+// Whether the ranks sharing this host take memory turns (--memory-turns,
+// pipeline/memory_turns.h): auto turns them on when together they are predicted
+// to need more than the host has. Then, if even that is predicted not to fit,
+// say so before hours of work end in the kernel's OOM killer (a warning, not an
+// error: the formula is an upper bound, and swap or a looser cgroup may still
+// carry the run).
+MemoryTurns decide_memory_turns(const QuantizeOptions& options, const Communicator& world, const Topology& topo,
+                                const std::vector<RankPrediction>& prediction) {
   const Communicator node = world.split_node_local();
-  double need[1] = {static_cast<double>(prediction.at(static_cast<size_t>(world.rank())).peak_host)};
-  node.allreduce_sum(need);
-  const int64_t have = host_memory_bytes();
-  if (node.rank() == 0 && have > 0 && need[0] > static_cast<double>(have))
-    AMLQ_LOG_WARN("the {} rank(s) on this host are predicted to need {} at peak, more than its {} of memory: expect the "
-                  "OOM killer. Fewer layers or threads per rank, more ranks or --replicas lower it (`amlq plan` compares "
-                  "layouts)",
-                  node.size(), format_bytes(need[0]), format_bytes(static_cast<double>(have)));
+  std::vector<int> on_host;
+  for (int64_t r : node.allgather_sizes(world.rank())) on_host.push_back(static_cast<int>(r));
+  // The host's memory as its first rank sees it, so that every rank decides alike.
+  const int64_t have = node.allgather_sizes(host_memory_bytes()).front();
+  const int64_t all_at_once = host_peak(prediction, on_host, false);
+  const int64_t with_turns = host_peak(prediction, on_host, true);
+  bool turns = options.memory_turns == TurnMode::On;
+  if (options.memory_turns == TurnMode::Auto) turns = have > 0 && all_at_once > have && on_host.size() > 1;
+  const int64_t need = turns ? with_turns : all_at_once;
+  if (node.rank() == 0) {
+    if (turns)
+      AMLQ_LOG_INFO("memory turns on ({}): the {} rank(s) on this host would need {} at once{}; they walk their "
+                    "statistics one pipeline stage at a time, predicted peak {} for the host",
+                    options.memory_turns == TurnMode::On ? "--memory-turns on" : "auto", on_host.size(),
+                    format_bytes(static_cast<double>(all_at_once)),
+                    have > 0 ? fmt::format(", its memory is {}", format_bytes(static_cast<double>(have))) : "",
+                    format_bytes(static_cast<double>(with_turns)));
+    if (have > 0 && need > have)
+      AMLQ_LOG_WARN("the {} rank(s) on this host are predicted to need {} at peak{}, more than its {} of memory: "
+                    "expect the OOM killer. Fewer layers or threads per rank, more ranks or --replicas lower it "
+                    "(`amlq plan` compares layouts)",
+                    on_host.size(), format_bytes(static_cast<double>(need)), turns ? " even taking turns" : "",
+                    format_bytes(static_cast<double>(have)));
+  }
+  MemoryTurns out(world, node, topo.stage, turns);
+  // A rank now waits for the whole walk of the stages before it on the host,
+  // which can take hours: only a failure notice (or mpirun) ends such a wait,
+  // unless the user set a dead-peer timeout explicitly.
+  if (out.enabled() && std::getenv("AMLQ_MPI_TIMEOUT") == nullptr)
+    set_mpi_wait_timeout(std::numeric_limits<double>::infinity());
+  return out;
 }
 
 // The allocation picture: --svg, or next to the report, or next to the model.
@@ -246,7 +274,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     AMLQ_LOG_INFO("predicted resources (docs/DISTRIBUTED.md, `amlq plan` for details):\n{}",
                   format_prediction(prediction));
   }
-  warn_if_memory_short(world, prediction);
+  MemoryTurns turns = decide_memory_turns(options, world, topo, prediction);
   world.barrier();
   QuantizeReport report;
   report.ranks = world.size();
@@ -268,7 +296,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   PassContext pass{backend, options, ctx.config, ctx.checkpoint, topo, world, stage_replicas,
                    replica_samples(options.calib_spec.num_samples, topo.replicas, topo.replica, options.batch,
                                    options.samples_per_block),
-                   {}, ctx.work, {}};
+                   {}, ctx.work, {}, std::move(turns)};
   auto load_samples = [&] {
     if (!topo.first_stage() || !pass.samples.empty()) return;
     const auto ids = load_ids(options.model, options.calib, ctx.config.vocab_size);
@@ -314,7 +342,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   for (int r : space.ranks) space_text += "r" + std::to_string(r) + ",";
   // Row sampling and approximate errors change the measurements; the defaults
   // add nothing, so full-row exact checkpoints keep their hashes.
-  if (options.measure_rows < 1) space_text += fmt::format("measure-rows {:.17g},", options.measure_rows);
+  if (options.measure_rows < 1)
+    space_text += fmt::format("measure-rows {:.17g} min {},", options.measure_rows, options.measure_rows_min);
   if (options.measure_errors == ErrorMode::Approximate) space_text += "measure-errors approx,";
   const std::string measure_hash =
       hash_of({calib_hash, space_text, options.quantizer_name(), lowrank_method_name(options.lowrank),
@@ -549,6 +578,11 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   const int64_t work_bytes = coordinator ? ctx.work.bytes() : 0;
   const auto peaks = world.allgather_sizes(mem.peak_rss);
   const auto device_peaks = world.allgather_sizes(backend.peak_device_bytes());
+  auto micros = [](double seconds) { return static_cast<int64_t>(std::llround(seconds * 1e6)); };
+  const auto turn_waits = world.allgather_sizes(micros(pass.turns.waited_seconds()));
+  const auto turn_starts = world.allgather_sizes(micros(pass.turns.turn_started()));
+  const auto turn_ends = world.allgather_sizes(micros(pass.turns.turn_ended()));
+  const auto turn_flags = world.allgather_sizes(pass.turns.enabled() ? 1 : 0);
   if (limit == StageLimit::Pack || !coordinator) return report;
 
   QuantizeReport full = build_report(ctx, calibration, table, plan, model);
@@ -564,6 +598,10 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     rr.predicted_peak_rss = prediction[static_cast<size_t>(r)].peak_host;
     rr.predicted_phase = prediction[static_cast<size_t>(r)].peak_phase;
     rr.peak_device = device_peaks[static_cast<size_t>(r)];
+    rr.turn_waited_seconds = static_cast<double>(turn_waits[static_cast<size_t>(r)]) * 1e-6;
+    rr.turn_started = static_cast<double>(turn_starts[static_cast<size_t>(r)]) * 1e-6;
+    rr.turn_ended = static_cast<double>(turn_ends[static_cast<size_t>(r)]) * 1e-6;
+    full.memory_turns = full.memory_turns || turn_flags[static_cast<size_t>(r)] != 0;
     full.rank_resources.push_back(rr);
   }
   full.work_dir_bytes = work_bytes;

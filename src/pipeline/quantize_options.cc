@@ -20,4 +20,20 @@ SequentialMode parse_sequential_mode(std::string_view name) {
   AMLQ_FAIL(Usage, "--sequential '{}': expected none, layer or true", name);
 }
 
+std::string turn_mode_name(TurnMode mode) {
+  switch (mode) {
+    case TurnMode::Off: return "off";
+    case TurnMode::On: return "on";
+    case TurnMode::Auto: return "auto";
+  }
+  return "auto";
+}
+
+TurnMode parse_turn_mode(std::string_view name) {
+  if (name == "off") return TurnMode::Off;
+  if (name == "on") return TurnMode::On;
+  if (name == "auto") return TurnMode::Auto;
+  AMLQ_FAIL(Usage, "--memory-turns must be off, on or auto, got '{}'", name);
+}
+
 }  // namespace amlq

@@ -22,6 +22,13 @@ enum class SequentialMode { None, Layer, True };
 std::string sequential_mode_name(SequentialMode mode);
 SequentialMode parse_sequential_mode(std::string_view name);  // throws Usage
 
+// --memory-turns (pipeline/memory_turns.h): whether the ranks sharing a host
+// walk their statistics one pipeline stage at a time. auto: when together they
+// are predicted to need more memory than the host has.
+enum class TurnMode { Off, On, Auto };
+std::string turn_mode_name(TurnMode mode);
+TurnMode parse_turn_mode(std::string_view name);  // throws Usage
+
 struct QuantizeOptions {
   std::string model;         // MODEL_DIR (config.json + safetensors)
   std::string calib;         // calibration data: text or ids (.u16/.u32/.npy)
@@ -39,6 +46,7 @@ struct QuantizeOptions {
   // error; pack always quantizes every row), and how errors are computed
   // (lowrank/spec_errors.h: Exact, or Approximate from GPTQ's float32 errors).
   double measure_rows = 1.0;
+  int measure_rows_min = 256;  // never fewer rows than this (measured_rows in pipeline/measure_site.h)
   ErrorMode measure_errors = ErrorMode::Exact;
   int batch = 8;                     // sequences per forward batch
   int threads = 0;                   // worker threads per rank (0: all cores)
@@ -56,6 +64,7 @@ struct QuantizeOptions {
   // Distribution (mpirun -np N): N = replicas x pipeline stages.
   int replicas = 1;
   int layers_per_rank = 0;  // 0: balance by parameter count
+  TurnMode memory_turns = TurnMode::Auto;
   // Fault injection for tests: this rank throws when it enters this stage.
   int debug_fail_rank = -1;
   std::string debug_fail_stage;  // calibrate | measure | search | pack

@@ -44,6 +44,7 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
   j["resumed_stages"] = r.resumed;
   auto& resources = j["resources"] = nlohmann::ordered_json::object();
   resources["work_dir_bytes"] = r.work_dir_bytes;
+  resources["memory_turns"] = r.memory_turns;
   auto& ranks = resources["ranks"] = nlohmann::ordered_json::array();
   for (const auto& rr : r.rank_resources)
     ranks.push_back({{"rank", rr.rank},
@@ -51,7 +52,10 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
                      {"peak_rss_bytes", rr.peak_rss},
                      {"predicted_peak_rss_bytes", rr.predicted_peak_rss},
                      {"predicted_peak_phase", rr.predicted_phase},
-                     {"peak_device_bytes", rr.peak_device}});
+                     {"peak_device_bytes", rr.peak_device},
+                     {"turn_waited_seconds", rr.turn_waited_seconds},
+                     {"turn_started_unix", rr.turn_started},
+                     {"turn_ended_unix", rr.turn_ended}});
   auto& layers = j["layers"] = nlohmann::ordered_json::array();
   for (const auto& l : r.layers)
     layers.push_back({{"name", l.name},
@@ -87,10 +91,12 @@ std::string report_table(const QuantizeReport& r) {
                      r.seconds.total);
   if (!r.resumed.empty()) out += fmt::format("resumed         {}\n", fmt::join(r.resumed, ", "));
   for (const auto& rr : r.rank_resources)
-    out += fmt::format("memory          rank {} layers {}: peak RSS {} (predicted {}, {}){}\n", rr.rank, rr.layers,
+    out += fmt::format("memory          rank {} layers {}: peak RSS {} (predicted {}, {}){}{}\n", rr.rank, rr.layers,
                        format_bytes(static_cast<double>(rr.peak_rss)), format_bytes(static_cast<double>(rr.predicted_peak_rss)),
                        rr.predicted_phase,
-                       rr.peak_device ? fmt::format(", GPU peak {}", format_bytes(static_cast<double>(rr.peak_device))) : "");
+                       rr.peak_device ? fmt::format(", GPU peak {}", format_bytes(static_cast<double>(rr.peak_device))) : "",
+                       rr.turn_waited_seconds > 0 ? fmt::format(", waited {:.1f}s for memory turns", rr.turn_waited_seconds)
+                                                  : "");
   if (!r.rank_resources.empty())
     out += fmt::format("work directory  {}\n", format_bytes(static_cast<double>(r.work_dir_bytes)));
   return out;

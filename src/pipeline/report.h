@@ -47,6 +47,10 @@ struct RankResources {
   int64_t predicted_peak_rss = 0;
   std::string predicted_phase;
   int64_t peak_device = 0;       // CUDA backend only
+  // Memory turns (pipeline/memory_turns.h): seconds waited for them, and the
+  // Unix times at which this rank's last turn (the pack pass's) started and ended.
+  double turn_waited_seconds = 0;
+  double turn_started = 0, turn_ended = 0;
 };
 
 struct QuantizeReport {
@@ -68,6 +72,7 @@ struct QuantizeReport {
   std::vector<std::string> resumed;  // stages taken from their checkpoints
   int ranks = 1;
   std::vector<RankResources> rank_resources;
+  bool memory_turns = false;  // on for some host (--memory-turns)
   int64_t work_dir_bytes = 0;  // at the end of pack
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "core/memory.h"
 #include "core/parallel.h"
@@ -51,7 +52,9 @@ int64_t site_dim(const Shapes& s, InputSite site) {
 // working copy, codes and the float panel of U, then, with low rank, the
 // whitened error and its top eigenpairs (lowrank/spec_errors.h).
 int64_t measure_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
-  const int64_t s = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(m) * in.measure_rows)));
+  const int64_t sampled = std::max<int64_t>(static_cast<int64_t>(std::ceil(static_cast<double>(m) * in.measure_rows)),
+                                            in.measure_rows_min);
+  const int64_t s = in.measure_rows >= 1 ? m : std::clamp<int64_t>(sampled, 1, m);
   const int64_t sn = s * n;
   const int64_t gptq = sn * 4 + sn + int64_t{128} * n * 4;
   if (!in.lowrank || in.max_rank <= 0) return gptq + sn * 8;
@@ -124,6 +127,7 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   in.lowrank = options.lowrank != LowRankMethod::None && max_rank > 0;
   in.specs = specs;
   in.measure_rows = options.measure_rows;
+  in.measure_rows_min = options.measure_rows_min;
   in.output_bpw = std::max(2.0, options.target_bpw);
   in.sequential = options.sequential;
   return in;
@@ -282,6 +286,10 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
         r.peak_host = p.total();
         r.peak_phase = p.phase;
       }
+    // Outside its turn: waiting (inputs held), and before it possibly the FP
+    // forward feeding the next stage.
+    r.waiting = runtime.bytes + mapped.bytes + hidden.bytes;
+    r.before_turn = feeds_next ? std::max(r.waiting, fwd.total() - stats.bytes) : r.waiting;
 
     if (in.device) {
       const MemoryTerm context{"CUDA context and library handles (estimate)", in.device_runtime_bytes};
@@ -357,6 +365,26 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
     out.push_back(std::move(r));
   }
   return out;
+}
+
+int64_t host_peak(const std::vector<RankPrediction>& ranks, const std::vector<int>& on_host, bool turns) {
+  int64_t sum = 0;
+  std::map<int, std::vector<const RankPrediction*>> by_stage;
+  for (int i : on_host) {
+    const RankPrediction& r = ranks.at(static_cast<size_t>(i));
+    sum += r.peak_host;
+    by_stage[r.stage].push_back(&r);
+  }
+  if (!turns) return sum;
+  int64_t worst = 0;
+  for (const auto& [stage, group] : by_stage) {
+    int64_t moment = 0;
+    for (const auto& [other, members] : by_stage)
+      for (const RankPrediction* r : members)
+        moment += other == stage ? r->peak_host : other < stage ? r->waiting : r->before_turn;
+    worst = std::max(worst, moment);
+  }
+  return std::min(sum, worst);
 }
 
 std::string format_prediction(const std::vector<RankPrediction>& ranks) {

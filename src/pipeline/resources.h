@@ -31,6 +31,7 @@ struct ResourceInputs {
   int specs = 1;                // specs measured per linear
   int column_orders = 1;        // distinct column orders among them (act-order or not): factors per site
   double measure_rows = 1;      // --measure-rows
+  int measure_rows_min = 256;   // --measure-rows-min
   double output_bpw = 4.5;      // for the packed size (pack checkpoints, output file)
   SequentialMode sequential = SequentialMode::None;
   // Resident memory of the process before any work: shared libraries (the CUDA
@@ -79,6 +80,11 @@ struct RankPrediction {
   std::vector<PhaseMemory> phases;
   int64_t peak_host = 0;             // max over phases
   std::string peak_phase;
+  // Outside its statistics walks (pipeline/memory_turns.h): what it holds while
+  // waiting for its turn or once done (runtime, mapped pages, its inputs), and the
+  // most before its turn, which includes the FP forward feeding the next stage.
+  int64_t waiting = 0;
+  int64_t before_turn = 0;
   int64_t work_dir_bytes = 0;        // this rank's share of the work directory at its largest
   int64_t bytes_sent = 0;            // over MPI, whole run
   // --backend cuda (ResourceInputs::device): the device buffers of each phase's
@@ -93,6 +99,13 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
 
 // Bytes of the packed output for the whole model (codes, scales, zeros, factors, passthrough).
 int64_t predicted_output_bytes(const ModelConfig& config, const ResourceInputs& in);
+
+// Peak host memory of the ranks sharing one host (indices into `ranks`): the sum
+// of their peaks, or with memory turns the worst moment of the turn order: one
+// stage group at its peaks (its ranks walk together), the lower stages on the
+// host done with theirs (waiting), the higher ones before theirs (which may
+// overlap their feeding forward).
+int64_t host_peak(const std::vector<RankPrediction>& ranks, const std::vector<int>& on_host, bool turns);
 
 // A few lines: per rank layers, peak host memory and its phase.
 std::string format_prediction(const std::vector<RankPrediction>& ranks);

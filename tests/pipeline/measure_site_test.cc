@@ -88,6 +88,7 @@ TEST(MeasureSite, ResultsDoNotDependOnThreads) {
   options.threads = 3;
   EXPECT_EQ(measure_site(*backend, options, site.stats, site.linears(), space), one);
   options.measure_rows = 0.5;
+  options.measure_rows_min = 1;  // these linears are far smaller than the default floor
   options.threads = 1;
   const auto sampled_one = measure_site(*backend, options, site.stats, site.linears(), space);
   options.threads = 3;
@@ -104,6 +105,11 @@ TEST(MeasureSite, MeasuredRowsAreASeededSample) {
   EXPECT_NE(rows, measured_rows("model.layers.2.mlp.up_proj", 1000, 0.25));
   EXPECT_EQ(measured_rows("x", 10, 0.01).size(), 1u);
   EXPECT_TRUE(measured_rows("x", 3, 0.99).empty());  // ceil(2.97) = 3 = every row
+  // The floor: never fewer than min_rows, and every row (no sampling) when that is all of them.
+  EXPECT_EQ(measured_rows("y", 1000, 0.1, 256).size(), 256u);
+  EXPECT_EQ(measured_rows("y", 4000, 0.1, 256).size(), 400u);
+  EXPECT_TRUE(measured_rows("y", 200, 0.25, 256).empty());
+  EXPECT_EQ(measured_rows("y", 1000, 0.1, 256), measured_rows("y", 1000, 0.256, 1)) << "same sample, same seed";
 }
 
 TEST(MeasureSite, RowSamplingIsUnbiasedWithinItsStandardError) {
@@ -114,6 +120,7 @@ TEST(MeasureSite, RowSamplingIsUnbiasedWithinItsStandardError) {
   const RecipeSpace space = small_space();
   const auto full = measure_site(*backend, options, site.stats, site.linears(), space);
   options.measure_rows = 0.25;
+  options.measure_rows_min = 1;
   const auto sampled = measure_site(*backend, options, site.stats, site.linears(), space);
   ASSERT_EQ(full[0].candidates.size(), sampled[0].candidates.size());
   double chi2 = 0;
@@ -135,6 +142,7 @@ TEST(MeasureSite, SampledRanksStayBelowTheSampledRows) {
   const Site site = make_site(96, {40}, 4);
   QuantizeOptions options;
   options.measure_rows = 0.25;  // 10 rows: ranks 16 and 64 cannot be told apart from 10
+  options.measure_rows_min = 1;
   const auto got = measure_site(*backend, options, site.stats, site.linears(), small_space());
   for (const Candidate& c : got[0].candidates) {
     EXPECT_TRUE(std::isfinite(c.eps));

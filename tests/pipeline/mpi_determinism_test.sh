@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # -np 1, 2, 3 (uneven split) and 4 with 2 replicas give the same model (label mpi),
 # also with every MPI payload forced into tiny chunks (AMLQ_MPI_CHUNK_BYTES, the
-# path 70B-sized Hessians and hidden states take) and with true-sequential packing.
+# path 70B-sized Hessians and hidden states take), with true-sequential packing,
+# and with memory turns (ranks of a host walking their statistics one stage at a time).
 set -euo pipefail
 amlq=$1 shared=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -41,7 +42,14 @@ run np1t 1 --sequential true
 run np3t 3 --sequential true
 run np4r2t 4 --replicas 2 --sequential true
 same np1t np3t np4r2t
+# Memory turns change when a rank works, never what it computes: three stages in
+# turn, and 2 replicas x 2 stages holding their turns by stage (true-sequential).
+run np3m 3 --memory-turns on
+run np4r2tm 4 --replicas 2 --sequential true --memory-turns on
+same np1 np3m
+same np1t np4r2tm
+grep -q "memory turns on" "$work/np3m.log" || { echo "np3m took no memory turns"; exit 1; }
 if h5diff -q "$work/np1.h5" "$work/np1t.h5" >/dev/null 2>&1; then
   echo "--sequential true produced the same model as none"; exit 1
 fi
-echo "all rank layouts produced identical models (also with 4 KiB MPI chunks and true-sequential packing)"
+echo "all rank layouts produced identical models (also with 4 KiB MPI chunks, true-sequential packing and memory turns)"

@@ -3,6 +3,8 @@
 // errors, rates files are parsed strictly, the time model follows the options.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "io/model_config.h"
 #include "pipeline/cluster_plan.h"
@@ -156,6 +158,56 @@ TEST(ClusterPlan, TooLittleHostMemoryIsFixedByAnOptionThatReallyFits) {
                                [](const PlanFix& f) { return f.options.rfind("--host-mem", 0) == 0; });
   ASSERT_NE(hw, tight.fixes.end());
   EXPECT_EQ(hw->options, "--host-mem 1GiB");
+}
+
+// Memory turns (pipeline/memory_turns.h): the ranks of a host walk their
+// statistics one stage at a time, so the host holds one stage group at its peak
+// while the lower stages wait (done) and the higher ones have not started.
+TEST(ClusterPlan, MemoryTurnsLetRanksThatDoNotFitAtOnceShareAHost) {
+  const ModelConfig c = config_of(512, 1376, 8, 8, 8, 2000);
+  PlanInputs in = inputs_for(2, 1);
+  const OpRates rates = test_rates(false);
+  const ClusterPlan roomy = make_plan(c, in, rates, false);
+  ASSERT_FALSE(roomy.node_turns[0]) << "auto takes no turns where the ranks fit";
+  const auto& r0 = roomy.ranks[0];
+  const auto& r1 = roomy.ranks[1];
+  ASSERT_EQ(roomy.node_host[0], r0.peak_host + r1.peak_host);
+  // Stage 0 walks while stage 1 waits (before its turn); then stage 1 walks while stage 0 is done.
+  const int64_t turns = std::max(r0.peak_host + r1.before_turn, r0.waiting + r1.peak_host);
+  EXPECT_LT(turns, roomy.node_host[0]);
+  EXPECT_GT(r0.before_turn, r0.waiting) << "stage 0 feeds stage 1 before its turn (an FP layer in float32)";
+  EXPECT_EQ(r1.before_turn, r1.waiting) << "the last stage feeds nobody";
+  EXPECT_EQ(host_peak(roomy.ranks, {0, 1}, true), turns);
+  EXPECT_EQ(host_peak(roomy.ranks, {0, 1}, false), roomy.node_host[0]);
+
+  // A host between the two: auto turns them on and it fits; off does not, and the fix is auto.
+  in.cluster.host_mem = turns + (roomy.node_host[0] - turns) / 2;
+  const ClusterPlan automatic = make_plan(c, in, rates);
+  EXPECT_TRUE(automatic.node_turns[0]);
+  EXPECT_EQ(automatic.node_host[0], turns);
+  EXPECT_TRUE(automatic.fits());
+  in.job.memory_turns = TurnMode::Off;
+  const ClusterPlan off = make_plan(c, in, rates);
+  EXPECT_FALSE(off.fits());
+  EXPECT_TRUE(std::any_of(off.fixes.begin(), off.fixes.end(),
+                          [](const PlanFix& f) { return f.options == "--memory-turns auto"; }));
+  // on: turns even where the ranks would fit at once.
+  in.job.memory_turns = TurnMode::On;
+  in.cluster.host_mem = 0;
+  EXPECT_EQ(make_plan(c, in, rates, false).node_host[0], turns);
+}
+
+// Replicas of a stage hold their turn together (they exchange statistics during it).
+TEST(ClusterPlan, MemoryTurnsAreTakenByStageGroups) {
+  const ModelConfig c = config_of(512, 1376, 8, 8, 8, 2000);
+  PlanInputs in = inputs_for(4, 1);
+  in.job.replicas = 2;  // ranks 0, 2: stage 0; ranks 1, 3: stage 1
+  in.job.memory_turns = TurnMode::On;
+  const ClusterPlan plan = make_plan(c, in, test_rates(false), false);
+  const auto& r = plan.ranks;
+  const int64_t stage0 = r[0].peak_host + r[2].peak_host + r[1].before_turn + r[3].before_turn;
+  const int64_t stage1 = r[0].waiting + r[2].waiting + r[1].peak_host + r[3].peak_host;
+  EXPECT_EQ(plan.node_host[0], std::max(stage0, stage1));
 }
 
 TEST(ClusterPlan, BadLayoutsAreUsageErrors) {
