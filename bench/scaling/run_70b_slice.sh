@@ -6,8 +6,11 @@
 # the run's own prediction (the formula of docs/DISTRIBUTED.md), the work-dir
 # bytes, and seconds per stage; then checks that both runs wrote the same file.
 #   bench/scaling/run_70b_slice.sh [BUILD_DIR]      (default: build)
+# At -np 2 the two ranks would need 35.7 GiB at once, so they take memory turns
+# (--memory-turns auto; docs/DISTRIBUTED.md): the table also shows the host's
+# sampled peak (the sum of the ranks' RSS) next to the plan's per-host figure.
 # Environment: RUNS="np1 np2" (which runs), SAMPLES=8 SEQLEN=256 (calibration),
-# THREADS=2 (worker threads per rank at -np 1; -np 2 uses 1 per rank), LAYERS=2,
+# THREADS=2 (worker threads per rank; with turns one rank works at a time), LAYERS=2,
 # OUT (output folder, default out/bench-70b-slice), MAKER_ARGS (extra flags for
 # make_synthetic_model, e.g. "--hidden 256 --intermediate 512" for a smoke test).
 # Takes about an hour on a 2-core machine; needs ~10 GB of disk under out/.
@@ -52,10 +55,13 @@ export AMLQ_CACHE_DIR="$out/cache"
 for name in $runs; do
   case $name in
     np1) np=1 t=$threads ;;
-    np2) np=2 t=1 ;;
+    np2) np=2 t=$threads ;;
     *) echo "error: unknown run '$name' (np1, np2)" >&2; exit 2 ;;
   esac
-  rm -rf "$out/$name.h5" "$out/$name.h5.work" "$out/$name.json" "$out/$name.log" "$AMLQ_CACHE_DIR"
+  rm -rf "$out/$name.h5" "$out/$name.h5.work" "$out/$name.json" "$out/$name.log" "$out/$name.hostpeak" \
+    "$out/$name.workpeak" "$AMLQ_CACHE_DIR"
+  "$amlq" plan "$model" --np "$np" --threads "$t" --recipes "$out/recipes.toml" --calib-samples "$samples" \
+    --calib-seqlen "$seqlen" --batch 4 --search minmax --target-bpw 4.25 --json >"$out/$name.plan.json"
   cmd=(mpirun -np "$np" --oversubscribe "$amlq" --threads "$t" quantize "$model" --calib "$ids"
        --calib-samples "$samples" --calib-seqlen "$seqlen" --batch 4 --recipes "$out/recipes.toml"
        --search minmax --target-bpw 4.25 --eval "$ids" --eval-seqlen 512 --eval-max-windows 4
@@ -63,9 +69,11 @@ for name in $runs; do
   echo "+ ${cmd[*]}" >&2
   # Work-dir size is sampled while the run goes (the pipeline deletes per-layer pack
   # files once they are committed), so the table shows the largest it got.
-  (peak=0; while sleep 5; do
+  (peak=0 host=0; while sleep 5; do
      b=$(du -sb "$out/$name.h5.work" 2>/dev/null | cut -f1) || b=0
      (( ${b:-0} > peak )) && peak=$b && echo "$peak" >"$out/$name.workpeak"
+     kib=$(ps -C amlq -o rss= 2>/dev/null | awk '{s += $1} END {print s + 0}')
+     (( kib > host )) && host=$kib && echo "$host" >"$out/$name.hostpeak"
    done) &
   sampler=$!
   start=$(date +%s)
@@ -83,8 +91,8 @@ python3 - "$out" $runs <<'PY'
 import json, os, re, sys
 out, names = sys.argv[1], sys.argv[2:]
 gib = 2**30
-print(f"| run | rank | layers | peak RSS GiB | predicted GiB (phase) | ratio | work-dir peak GiB | wall s | stage seconds |")
-print("|---|---|---|---|---|---|---|---|---|")
+print(f"| run | rank | layers | peak RSS GiB | predicted GiB (phase) | ratio | work-dir peak GiB | wall s | stage seconds | waited for turns s |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for name in names:
     rep = json.load(open(f"{out}/{name}.json"))
     res = rep["resources"]
@@ -97,7 +105,21 @@ for name in names:
     for r in res["ranks"]:
         peak, pred = r["peak_rss_bytes"], r["predicted_peak_rss_bytes"]
         print(f"| {name} | {r['rank']} | {r['layers']} | {peak / gib:.2f} | {pred / gib:.2f} ({r['predicted_peak_phase']}) "
-              f"| {peak / pred:.2f} | {work_peak:.2f} | {wall} | {stages} |")
+              f"| {peak / pred:.2f} | {work_peak:.2f} | {wall} | {stages} | {r.get('turn_waited_seconds', 0):.0f} |")
+# The host: the sampled sum of the ranks' RSS (every 5 s) next to the plan's per-host peak.
+print()
+print("| run | memory turns | host peak sampled GiB | plan's host peak GiB | ratio |")
+print("|---|---|---|---|---|")
+for name in names:
+    rep = json.load(open(f"{out}/{name}.json"))
+    plan = json.load(open(f"{out}/{name}.plan.json"))
+    planned = max(plan["job"]["node_host_bytes"]) / gib
+    try:
+        sampled = int(open(f"{out}/{name}.hostpeak").read()) * 1024 / gib
+    except (OSError, ValueError):
+        sampled = 0.0
+    print(f"| {name} | {'on' if rep['resources'].get('memory_turns') else 'off'} | {sampled:.2f} | {planned:.2f} "
+          f"| {sampled / planned:.2f} |")
 # Calibration speed per layer, from the log lines of the measure and pack passes.
 print()
 print("| run | pass | layer | tokens | seconds | tokens/s | GFLOP/s |")
