@@ -43,6 +43,7 @@ bool is_float(DType dtype) {
 }
 
 void convert_to_f32(DType dtype, const std::byte* src, size_t n, float* dst) {
+  if (n == 0) return;  // src and dst may be null then, which memcpy does not allow
   switch (dtype) {
     case DType::F32: std::memcpy(dst, src, n * 4); return;
     case DType::F64: widen<double>(src, n, dst); return;

@@ -2,12 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <fstream>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/json_value.h"
 
 namespace amlq {
 
@@ -28,26 +32,26 @@ constexpr ArchEntry kArchs[] = {
 
 template <typename T>
 T get_required(const json& j, const char* key, const std::string& origin) {
-  if (!j.contains(key) || j[key].is_null()) AMLQ_FAIL(Input, "{}: missing required field '{}'", origin, key);
-  try {
-    return j[key].get<T>();
-  } catch (const json::exception&) {
-    AMLQ_FAIL(Input, "{}: field '{}' has the wrong type ({})", origin, key, j[key].dump());
-  }
+  return json_field<T>(j, key, origin);
 }
 
 template <typename T>
 T get_optional(const json& j, const char* key, T fallback, const std::string& origin) {
-  if (!j.contains(key) || j[key].is_null()) return fallback;
-  try {
-    return j[key].get<T>();
-  } catch (const json::exception&) {
-    AMLQ_FAIL(Input, "{}: field '{}' has the wrong type ({})", origin, key, j[key].dump());
-  }
+  if (!j.is_object() || !j.contains(key) || j[key].is_null()) return fallback;
+  return json_value_as<T>(j[key], key, origin);
 }
 
 void require_positive(int value, const char* key, const std::string& origin) {
   if (value <= 0) AMLQ_FAIL(Input, "{}: '{}' must be positive, got {}", origin, key, value);
+}
+
+// Sizes beyond any real model; the bound keeps every derived product (rows x cols,
+// vocab x hidden) far inside int64 and every per-layer width inside int.
+constexpr int kMaxDimension = 1 << 24;
+constexpr int kMaxLayers = 1 << 16;
+
+void require_dimension(int64_t value, const char* what, const std::string& origin) {
+  if (value > kMaxDimension) AMLQ_FAIL(Input, "{}: {} = {} exceeds {}", origin, what, value, kMaxDimension);
 }
 
 }  // namespace
@@ -68,7 +72,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   json j;
   try {
     j = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
     AMLQ_FAIL(Input, "{}: not valid JSON: {}", origin, e.what());
   }
   if (!j.is_object()) AMLQ_FAIL(Input, "{}: not a JSON object", origin);
@@ -90,43 +94,61 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.vocab_size = get_required<int>(j, "vocab_size", origin);
   for (auto [v, k] : {std::pair{c.hidden_size, "hidden_size"}, {c.intermediate_size, "intermediate_size"},
                       {c.num_layers, "num_hidden_layers"}, {c.num_heads, "num_attention_heads"},
-                      {c.num_kv_heads, "num_key_value_heads"}, {c.vocab_size, "vocab_size"}})
+                      {c.num_kv_heads, "num_key_value_heads"}, {c.vocab_size, "vocab_size"}}) {
     require_positive(v, k, origin);
+    require_dimension(v, k, origin);
+  }
+  if (c.num_layers > kMaxLayers)
+    AMLQ_FAIL(Input, "{}: num_hidden_layers = {} exceeds {}", origin, c.num_layers, kMaxLayers);
   c.head_dim = get_optional<int>(j, "head_dim", c.hidden_size / c.num_heads, origin);
   require_positive(c.head_dim, "head_dim", origin);
   if (c.num_heads % c.num_kv_heads != 0)
     AMLQ_FAIL(Input, "{}: num_attention_heads ({}) is not a multiple of num_key_value_heads ({})", origin,
               c.num_heads, c.num_kv_heads);
   if (c.head_dim % 2 != 0) AMLQ_FAIL(Input, "{}: head_dim {} must be even for RoPE", origin, c.head_dim);
+  require_dimension(int64_t{c.num_heads} * c.head_dim, "num_attention_heads x head_dim", origin);
   c.max_position = get_optional<int>(j, "max_position_embeddings", 2048, origin);
   c.rms_norm_eps = get_optional<double>(j, "rms_norm_eps", 1e-6, origin);
   c.rope_theta = get_optional<double>(j, "rope_theta", 10000.0, origin);
+  if (!(c.rms_norm_eps >= 0)) AMLQ_FAIL(Input, "{}: rms_norm_eps {} is negative", origin, c.rms_norm_eps);
+  if (!(c.rope_theta > 0)) AMLQ_FAIL(Input, "{}: rope_theta {} must be positive", origin, c.rope_theta);
   c.tie_word_embeddings = get_optional<bool>(j, "tie_word_embeddings", false, origin);
   c.qkv_bias = get_optional<bool>(j, "attention_bias", entry->qkv_bias, origin);
   c.bos_token_id = get_optional<int>(j, "bos_token_id", 1, origin);
-  c.eos_token_id = j.contains("eos_token_id") && j["eos_token_id"].is_array()
-                       ? j["eos_token_id"][0].get<int>()
-                       : get_optional<int>(j, "eos_token_id", 2, origin);
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_array()) {
+    // Several end tokens (Llama-3): the first is the one amlq uses.
+    if (j["eos_token_id"].empty()) AMLQ_FAIL(Input, "{}: eos_token_id is an empty list", origin);
+    c.eos_token_id = json_value_as<int>(j["eos_token_id"][0], "eos_token_id", origin);
+  } else {
+    c.eos_token_id = get_optional<int>(j, "eos_token_id", 2, origin);
+  }
   const std::string act = get_optional<std::string>(j, "hidden_act", "silu", origin);
   if (act != "silu") AMLQ_FAIL(Input, "{}: hidden_act '{}' is not supported (only silu)", origin, act);
 
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& rs = j["rope_scaling"];
-    const std::string kind = rs.contains("rope_type") ? rs["rope_type"].get<std::string>()
-                                                      : get_optional<std::string>(rs, "type", "default", origin);
+    const std::string where = origin + " rope_scaling";
+    if (!rs.is_object()) AMLQ_FAIL(Input, "{}: rope_scaling is not an object", origin);
+    const std::string kind = rs.contains("rope_type") ? get_required<std::string>(rs, "rope_type", where)
+                                                      : get_optional<std::string>(rs, "type", "default", where);
     if (kind == "linear") {
       c.rope_scaling.type = RopeScaling::Type::Linear;
-      c.rope_scaling.factor = get_required<double>(rs, "factor", origin + " rope_scaling");
+      c.rope_scaling.factor = get_required<double>(rs, "factor", where);
     } else if (kind == "llama3") {
       c.rope_scaling.type = RopeScaling::Type::Llama3;
-      c.rope_scaling.factor = get_required<double>(rs, "factor", origin + " rope_scaling");
-      c.rope_scaling.low_freq_factor = get_optional<double>(rs, "low_freq_factor", 1.0, origin);
-      c.rope_scaling.high_freq_factor = get_optional<double>(rs, "high_freq_factor", 4.0, origin);
-      c.rope_scaling.original_max_position =
-          get_optional<int>(rs, "original_max_position_embeddings", 8192, origin);
+      c.rope_scaling.factor = get_required<double>(rs, "factor", where);
+      c.rope_scaling.low_freq_factor = get_optional<double>(rs, "low_freq_factor", 1.0, where);
+      c.rope_scaling.high_freq_factor = get_optional<double>(rs, "high_freq_factor", 4.0, where);
+      c.rope_scaling.original_max_position = get_optional<int>(rs, "original_max_position_embeddings", 8192, where);
+      const auto& r = c.rope_scaling;
+      if (!(r.low_freq_factor > 0 && r.high_freq_factor > r.low_freq_factor && r.original_max_position > 0))
+        AMLQ_FAIL(Input, "{}: needs 0 < low_freq_factor ({}) < high_freq_factor ({}) and a positive "
+                  "original_max_position_embeddings ({})", where, r.low_freq_factor, r.high_freq_factor,
+                  r.original_max_position);
     } else if (kind != "default") {
       AMLQ_FAIL(Input, "{}: rope_scaling type '{}' is not supported (none, linear, llama3)", origin, kind);
     }
+    if (!(c.rope_scaling.factor > 0)) AMLQ_FAIL(Input, "{}: factor {} must be positive", where, c.rope_scaling.factor);
   }
   return c;
 }

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -49,10 +50,15 @@ TensorInfo parse_tensor_entry(const std::string& path, const std::string& name, 
   t.dtype = *dtype;
   const auto& shape = entry["shape"];
   if (!shape.is_array()) AMLQ_FAIL(Input, "{}: tensor '{}': shape is not an array", path, name);
+  // The byte count is computed with overflow checks: a shape whose size does not
+  // fit in 64 bits cannot match any data_offsets.
+  uint64_t expected = dtype_size(t.dtype);
+  bool overflow = false;
   for (const auto& d : shape) {
     if (!d.is_number_integer() || d.get<int64_t>() < 0)
       AMLQ_FAIL(Input, "{}: tensor '{}': shape {} has a non-integer or negative dimension", path, name, shape.dump());
     t.shape.push_back(d.get<int64_t>());
+    overflow = overflow || __builtin_mul_overflow(expected, static_cast<uint64_t>(t.shape.back()), &expected);
   }
   const auto& offsets = entry["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
@@ -62,14 +68,97 @@ TensorInfo parse_tensor_entry(const std::string& path, const std::string& name, 
   t.end = offsets[1].get<uint64_t>();
   if (t.end < t.begin)
     AMLQ_FAIL(Input, "{}: tensor '{}': data_offsets [{}, {}) end before they begin", path, name, t.begin, t.end);
-  const uint64_t expected = static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype);
+  if (overflow)
+    AMLQ_FAIL(Input, "{}: tensor '{}': shape {} x {} needs more than 2^64 bytes", path, name, shape.dump(), dtype_text);
   if (t.nbytes() != expected)
     AMLQ_FAIL(Input, "{}: tensor '{}': {} bytes of data but shape {} x {} needs {}", path, name, t.nbytes(),
               shape.dump(), dtype_text, expected);
   return t;
 }
 
+json parse_json_or_fail(std::string_view text, const std::string& origin, const char* what) {
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
+    AMLQ_FAIL(Input, "{}: {} is not valid JSON: {}", origin, what, e.what());
+  }
+}
+
 }  // namespace
+
+SafetensorsHeader parse_safetensors_header(std::span<const std::byte> image, const std::string& path) {
+  const uint64_t file_size = image.size();
+  if (file_size < 8)
+    AMLQ_FAIL(Input, "{}: truncated safetensors file ({} bytes, the 8-byte header length is missing)", path,
+              file_size);
+  uint64_t header_len;
+  std::memcpy(&header_len, image.data(), 8);
+  if (header_len > kMaxHeaderBytes || header_len > file_size - 8)
+    AMLQ_FAIL(Input, "{}: header length {} exceeds the file ({} bytes): truncated or not a safetensors file", path,
+              header_len, file_size);
+  const json header =
+      parse_json_or_fail({reinterpret_cast<const char*>(image.data() + 8), header_len}, path, "the header");
+  if (!header.is_object()) AMLQ_FAIL(Input, "{}: header is not a JSON object", path);
+
+  SafetensorsHeader out;
+  out.data_offset = 8 + header_len;
+  const uint64_t data_size = file_size - out.data_offset;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    if (it.key() == "__metadata__") {
+      if (!it.value().is_object()) AMLQ_FAIL(Input, "{}: __metadata__ is not an object", path);
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        if (!m.value().is_string()) AMLQ_FAIL(Input, "{}: __metadata__ value '{}' is not a string", path, m.key());
+        out.metadata[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    TensorInfo t = parse_tensor_entry(path, it.key(), it.value());
+    if (t.end > data_size)
+      AMLQ_FAIL(Input, "{}: tensor '{}': data_offsets [{}, {}) past the end of the data ({} bytes): file truncated?",
+                path, t.name, t.begin, t.end, data_size);
+    out.tensors.emplace(t.name, std::move(t));
+  }
+
+  // Ranges must not overlap (empty tensors occupy nothing).
+  std::vector<const TensorInfo*> by_offset;
+  for (const auto& [name, t] : out.tensors)
+    if (t.nbytes() > 0) by_offset.push_back(&t);
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    if (by_offset[i]->begin < by_offset[i - 1]->end)
+      AMLQ_FAIL(Input, "{}: tensor '{}': data [{}, {}) overlaps tensor '{}' [{}, {})", path, by_offset[i]->name,
+                by_offset[i]->begin, by_offset[i]->end, by_offset[i - 1]->name, by_offset[i - 1]->begin,
+                by_offset[i - 1]->end);
+  }
+  return out;
+}
+
+std::map<std::string, std::string> parse_safetensors_index(std::string_view json_text, const std::string& origin) {
+  const json j = parse_json_or_fail(json_text, origin, "the index");
+  if (!j.is_object() || !j.contains("weight_map") || !j["weight_map"].is_object())
+    AMLQ_FAIL(Input, "{}: no 'weight_map' object", origin);
+  std::map<std::string, std::string> shard_of;
+  for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
+    if (!it.value().is_string() || it.value().get<std::string>().empty())
+      AMLQ_FAIL(Input, "{}: weight_map entry '{}' is not a file name", origin, it.key());
+    const std::string shard = it.value().get<std::string>();
+    const fs::path shard_path(shard);
+    const bool escapes = shard_path.is_absolute() ||
+                         std::any_of(shard_path.begin(), shard_path.end(), [](const fs::path& c) { return c == ".."; });
+    if (escapes)
+      AMLQ_FAIL(Input, "{}: weight_map entry '{}' names '{}', outside the model directory", origin, it.key(), shard);
+    shard_of[it.key()] = shard;
+  }
+  return shard_of;
+}
+
+void SafetensorsFile::adopt(std::span<const std::byte> image) {
+  SafetensorsHeader header = parse_safetensors_header(image, path_);
+  data_ = image.data() + header.data_offset;
+  tensors_ = std::move(header.tensors);
+  metadata_ = std::move(header.metadata);
+}
 
 std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -80,65 +169,27 @@ std::shared_ptr<const SafetensorsFile> SafetensorsFile::open(const std::string& 
     AMLQ_FAIL(Input, "{}: cannot stat: {}", path, std::strerror(errno));
   }
   const auto file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < 8) {
+  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = path;
+  if (file_size < 8) {  // nothing to map; the parser names the defect
     ::close(fd);
-    AMLQ_FAIL(Input, "{}: truncated safetensors file ({} bytes, the 8-byte header length is missing)", path,
-              file_size);
+    file->adopt({});
   }
   void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (map == MAP_FAILED) AMLQ_FAIL(Input, "{}: cannot mmap: {}", path, std::strerror(errno));
-
-  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
-  file->path_ = path;
   file->map_ = map;
   file->map_size_ = file_size;
-  const auto* bytes = static_cast<const std::byte*>(map);
+  file->adopt({static_cast<const std::byte*>(map), file_size});
+  return file;
+}
 
-  uint64_t header_len;
-  std::memcpy(&header_len, bytes, 8);
-  if (header_len > kMaxHeaderBytes || header_len > file_size - 8)
-    AMLQ_FAIL(Input, "{}: header length {} exceeds the file ({} bytes): truncated or not a safetensors file", path,
-              header_len, file_size);
-  const char* header_text = reinterpret_cast<const char*>(bytes + 8);
-  json header;
-  try {
-    header = json::parse(header_text, header_text + header_len);
-  } catch (const json::parse_error& e) {
-    AMLQ_FAIL(Input, "{}: header is not valid JSON: {}", path, e.what());
-  }
-  if (!header.is_object()) AMLQ_FAIL(Input, "{}: header is not a JSON object", path);
-
-  file->data_ = bytes + 8 + header_len;
-  const uint64_t data_size = file_size - 8 - header_len;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      if (!it.value().is_object()) AMLQ_FAIL(Input, "{}: __metadata__ is not an object", path);
-      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
-        if (!m.value().is_string()) AMLQ_FAIL(Input, "{}: __metadata__ value '{}' is not a string", path, m.key());
-        file->metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    TensorInfo t = parse_tensor_entry(path, it.key(), it.value());
-    if (t.end > data_size)
-      AMLQ_FAIL(Input, "{}: tensor '{}': data_offsets [{}, {}) past the end of the data ({} bytes): file truncated?",
-                path, t.name, t.begin, t.end, data_size);
-    file->tensors_.emplace(t.name, std::move(t));
-  }
-
-  // Ranges must not overlap (empty tensors occupy nothing).
-  std::vector<const TensorInfo*> by_offset;
-  for (const auto& [name, t] : file->tensors_)
-    if (t.nbytes() > 0) by_offset.push_back(&t);
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const TensorInfo* a, const TensorInfo* b) { return a->begin < b->begin; });
-  for (size_t i = 1; i < by_offset.size(); ++i) {
-    if (by_offset[i]->begin < by_offset[i - 1]->end)
-      AMLQ_FAIL(Input, "{}: tensor '{}': data [{}, {}) overlaps tensor '{}' [{}, {})", path, by_offset[i]->name,
-                by_offset[i]->begin, by_offset[i]->end, by_offset[i - 1]->name, by_offset[i - 1]->begin,
-                by_offset[i - 1]->end);
-  }
+std::shared_ptr<const SafetensorsFile> SafetensorsFile::from_bytes(std::vector<std::byte> image,
+                                                                   const std::string& origin) {
+  std::shared_ptr<SafetensorsFile> file(new SafetensorsFile());
+  file->path_ = origin;
+  file->owned_ = std::move(image);
+  file->adopt(file->owned_);
   return file;
 }
 
@@ -176,23 +227,16 @@ Checkpoint Checkpoint::open(const std::string& path) {
     const fs::path dir(path);
     const fs::path index = dir / "model.safetensors.index.json";
     if (fs::exists(index)) {
-      std::ifstream in(index);
-      json j;
-      try {
-        j = json::parse(in);
-      } catch (const json::parse_error& e) {
-        AMLQ_FAIL(Input, "{}: not valid JSON: {}", index.string(), e.what());
-      }
-      if (!j.contains("weight_map") || !j["weight_map"].is_object())
-        AMLQ_FAIL(Input, "{}: no 'weight_map' object", index.string());
-      for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {
-        if (!it.value().is_string())
-          AMLQ_FAIL(Input, "{}: weight_map entry '{}' is not a file name", index.string(), it.key());
-        const fs::path shard_path = dir / it.value().get<std::string>();
-        if (!fs::exists(shard_path))
+      std::ifstream in(index, std::ios::binary);
+      if (!in) AMLQ_FAIL(Input, "{}: cannot open", index.string());
+      const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (in.bad()) AMLQ_FAIL(Input, "{}: read error", index.string());
+      for (const auto& [name, shard] : parse_safetensors_index(text, index.string())) {
+        const fs::path shard_path = dir / shard;
+        if (!fs::is_regular_file(shard_path))
           AMLQ_FAIL(Input, "{}: shard {} (for tensor '{}') does not exist", index.string(), shard_path.string(),
-                    it.key());
-        ckpt.shard_of_[it.key()] = shard_path.string();
+                    name);
+        ckpt.shard_of_[name] = shard_path.string();
       }
       // Validate that each shard really holds what the index says.
       for (const auto& [name, shard_path] : ckpt.shard_of_) {

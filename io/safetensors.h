@@ -35,10 +35,29 @@ struct TensorF32 {
   int64_t cols() const;  // product of the trailing dims (1 for a vector)
 };
 
+// The validated header of a safetensors byte image: 8-byte little-endian header
+// length, JSON header, data section. Every tensor's range lies inside the data
+// section and no two ranges overlap.
+struct SafetensorsHeader {
+  std::map<std::string, TensorInfo> tensors;
+  std::map<std::string, std::string> metadata;
+  uint64_t data_offset = 0;  // where the data section starts in the image
+};
+
+// Parses and validates the header of a whole file image; throws Input naming
+// `origin` (and the tensor) on any defect. The one parser behind SafetensorsFile.
+SafetensorsHeader parse_safetensors_header(std::span<const std::byte> image, const std::string& origin);
+
+// model.safetensors.index.json: tensor name -> shard file name (relative to the
+// index's directory; absolute paths and '..' are rejected).
+std::map<std::string, std::string> parse_safetensors_index(std::string_view json_text, const std::string& origin);
+
 class SafetensorsFile {
  public:
   // Maps and validates the file; throws Input naming the file (and tensor) on any defect.
   static std::shared_ptr<const SafetensorsFile> open(const std::string& path);
+  // The same from bytes already in memory (`origin` names them in errors).
+  static std::shared_ptr<const SafetensorsFile> from_bytes(std::vector<std::byte> image, const std::string& origin);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -53,9 +72,11 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  void adopt(std::span<const std::byte> image);  // parses the header of image into this
   std::string path_;
-  void* map_ = nullptr;
+  void* map_ = nullptr;          // open(): the mapping
   size_t map_size_ = 0;
+  std::vector<std::byte> owned_;  // from_bytes(): the image
   const std::byte* data_ = nullptr;  // start of the data section
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;

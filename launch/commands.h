@@ -16,6 +16,10 @@ struct GlobalOptions {
 
 // Subcommands register a callback; main runs it inside the error handler.
 using Runner = std::function<void()>;
+
+// The whole command line: description, --version, --config (TOML), the global
+// options and every subcommand (app.cc). Parsing runs nothing but sets `run`.
+void build_app(CLI::App& app, GlobalOptions& global, Runner& run);
 void add_inspect_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_layer_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_eval_commands(CLI::App& app, const GlobalOptions& global, Runner& run);      // eval, generate

@@ -50,24 +50,10 @@ int main(int argc, char** argv) {
   MpiSession mpi(&argc, &argv);
   const auto world = Communicator::world();
 
-  CLI::App app{"amlq: GPTQ + low-rank error reconstruction + mixed-precision search for Llama-family models"};
-  app.set_version_flag("--version", std::string("amlq ") + AMLQ_VERSION);
-  app.set_config("--config", "", "Read options from a TOML file (see configs/)");
-  app.require_subcommand(1);
-  app.fallthrough();
+  CLI::App app;
   cli::GlobalOptions global;
-  app.add_option("--log-level", global.log_level, "trace, debug, info, warn, error, off")->capture_default_str();
-  app.add_option("--backend", global.backend, "Compute backend: cpu, cuda or auto")->capture_default_str();
-  app.add_option("--threads", global.threads, "Worker threads per rank (0: all cores)")->capture_default_str();
-
   cli::Runner run;
-  cli::add_inspect_command(app, global, run);
-  cli::add_layer_command(app, global, run);
-  cli::add_eval_commands(app, global, run);
-  cli::add_tokenize_command(app, global, run);
-  cli::add_quantize_commands(app, global, run);
-  cli::add_export_command(app, global, run);
-  cli::add_plan_command(app, global, run);
+  cli::build_app(app, global, run);
 
   try {
     app.parse(argc, argv);

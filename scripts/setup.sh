@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages amlq needs (only those missing) and builds it in build/.
 # Idempotent: a second run installs nothing and rebuilds only what changed.
+#   scripts/setup.sh [--deps-only]     --deps-only: install, do not build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,8 @@ packages=(
   openmpi-bin libopenmpi-dev
   libhdf5-openmpi-dev hdf5-tools
   libeigen3-dev libcli11-dev libgtest-dev nlohmann-json3-dev libspdlog-dev
+  # scripts/fuzz.sh: clang with libFuzzer and the sanitizer runtimes, llvm-symbolizer for readable reports
+  clang-14 libclang-rt-14-dev llvm-14
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -21,6 +24,8 @@ if ((${#missing[@]})); then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+[ "${1:-}" = "--deps-only" ] && exit 0
 
 build_dir=${AMLQ_BUILD_DIR:-build}
 jobs=${AMLQ_JOBS:-$(nproc)}

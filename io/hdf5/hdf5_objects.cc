@@ -152,6 +152,12 @@ H5T_class_t attribute_class(hid_t obj, const std::string& name) {
   return H5Tget_class(type.get());
 }
 
+void require_single_number(hid_t obj, const std::string& name) {
+  const H5T_class_t c = attribute_class(obj, name);
+  if ((c != H5T_INTEGER && c != H5T_FLOAT) || attribute_size(obj, name) != 1)
+    AMLQ_FAIL(Input, "attribute '{}' is not a single number", name);
+}
+
 void read_attribute_raw(hid_t obj, const std::string& name, hid_t mem_type, void* data) {
   const Attribute attr(AMLQ_HDF5_ID(H5Aopen(obj, name.c_str(), H5P_DEFAULT)));
   AMLQ_CHECK_HDF5(H5Aread(attr.get(), mem_type, data));
@@ -171,6 +177,26 @@ std::vector<hsize_t> dataset_dims(hid_t dataset) {
   std::vector<hsize_t> dims(static_cast<size_t>(rank));
   if (rank > 0) AMLQ_CHECK_HDF5(H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr));
   return dims;
+}
+
+size_t dataset_elements_in_file(hid_t dataset, const std::string& where) {
+  const auto dims = dataset_dims(dataset);
+  const size_t element_size = dataset_type_size(dataset);
+  uint64_t elements = 1, bytes = element_size;
+  bool overflow = false;
+  for (hsize_t d : dims) {
+    overflow = overflow || __builtin_mul_overflow(elements, static_cast<uint64_t>(d), &elements) ||
+               __builtin_mul_overflow(bytes, static_cast<uint64_t>(d), &bytes);
+  }
+  const hid_t file_id = AMLQ_HDF5_ID(H5Iget_file_id(dataset));
+  hsize_t file_size = 0;
+  const herr_t status = H5Fget_filesize(file_id, &file_size);
+  H5Fclose(file_id);  // H5Iget_file_id opened a new reference
+  AMLQ_CHECK_HDF5(status);
+  if (overflow || bytes > file_size || elements > SIZE_MAX)
+    AMLQ_FAIL(Input, "{}: its shape claims {} bytes, more than the whole file ({} bytes)", where,
+              overflow ? std::string("over 2^64") : std::to_string(bytes), file_size);
+  return static_cast<size_t>(elements);
 }
 
 H5T_class_t dataset_class(hid_t dataset) {

@@ -70,8 +70,13 @@ hssize_t attribute_size(hid_t obj, const std::string& name);
 H5T_class_t attribute_class(hid_t obj, const std::string& name);
 void read_attribute_raw(hid_t obj, const std::string& name, hid_t mem_type, void* data);
 
+// Throws Input unless the attribute holds exactly one integer or float.
+void require_single_number(hid_t obj, const std::string& name);
+
+// One number, converted to T (a file may store another width or a float).
 template <typename T>
 T read_attribute(hid_t obj, const std::string& name) {
+  require_single_number(obj, name);  // reading a longer attribute would write past `value`
   T value{};
   read_attribute_raw(obj, name, TypeOf<T>::mem(), &value);
   return value;
@@ -87,6 +92,12 @@ std::vector<T> read_array_attribute(hid_t obj, const std::string& name) {
 // An empty `dims` creates a scalar dataset.
 Dataset create_dataset(hid_t loc, const std::string& name, hid_t file_type, std::span<const hsize_t> dims);
 std::vector<hsize_t> dataset_dims(hid_t dataset);
+// The number of elements of a dataset, after checking that they can be stored in
+// its file (elements x element size <= file size, without overflow): a corrupt or
+// hostile shape then cannot make a reader allocate more memory than the file
+// holds. amlq stores data contiguously and uncompressed, so every valid file
+// passes. Throws Input "<where> claims ... bytes, the file has ...".
+size_t dataset_elements_in_file(hid_t dataset, const std::string& where);
 H5T_class_t dataset_class(hid_t dataset);
 size_t dataset_type_size(hid_t dataset);
 void write_dataset_raw(hid_t dataset, hid_t mem_type, const void* data, hid_t xfer = H5P_DEFAULT);

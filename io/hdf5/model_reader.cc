@@ -55,8 +55,7 @@ template <typename T>
 void tensor_at(hid_t loc, const std::string& rel, const std::string& where, std::vector<hsize_t> expected, bool load,
                std::vector<T>& out) {
   const Dataset ds = dataset_at(loc, rel, where, expected, std::is_floating_point_v<T> ? H5T_FLOAT : H5T_INTEGER);
-  size_t n = 1;
-  for (hsize_t d : expected) n *= d;
+  const size_t n = h5::dataset_elements_in_file(ds.get(), where);  // == the product of `expected`
   if (load) out = read_all<T>(ds, n);
 }
 
@@ -157,7 +156,18 @@ PackedLinear read_linear_group(hid_t linears, const std::string& name, bool load
   l.eps = number_attribute<double>(gid, "eps", where);
   l.bpw = number_attribute<double>(gid, "bpw", where);
 
-  if (h5::link_exists(gid, "perm")) tensor_at(gid, "perm", where + "/perm", {cols}, load, l.perm);
+  if (h5::link_exists(gid, "perm")) {
+    tensor_at(gid, "perm", where + "/perm", {cols}, load, l.perm);
+    // The permutation indexes the dequantized matrix's columns: an entry out of
+    // range would write outside it.
+    std::vector<char> seen(l.perm.size(), 0);
+    for (size_t j = 0; j < l.perm.size(); ++j) {
+      const int32_t c = l.perm[j];
+      if (c < 0 || c >= l.cols || seen[static_cast<size_t>(c)])
+        AMLQ_FAIL(Input, "{}/perm is not a permutation of 0..{}: entry {} is {}", where, l.cols - 1, j, c);
+      seen[static_cast<size_t>(c)] = 1;
+    }
+  }
   int next_col = 0;
   for (int p = 0; p < num_parts; ++p) {
     const std::string part_where = fmt::format("{}/parts/{}", where, p);
@@ -214,6 +224,7 @@ PassthroughTensor read_passthrough_dataset(hid_t group, const std::string& name,
   const htri_t matches = H5Tequal(stored.get(), h5::passthrough_file_type(t.dtype));
   AMLQ_CHECK_HDF5(matches);
   if (!matches) AMLQ_FAIL(Input, "{}: stored element type does not match its dtype attribute '{}'", where, dtype);
+  h5::dataset_elements_in_file(ds.get(), where);  // so numel() below cannot overflow
   for (hsize_t d : h5::dataset_dims(ds.get())) t.shape.push_back(static_cast<int64_t>(d));
   if (load) {
     t.data.resize(static_cast<size_t>(t.numel()) * dtype_size(t.dtype));
@@ -230,6 +241,7 @@ std::vector<T> column(hid_t group, const std::string& group_where, const std::st
   const auto dims = h5::dataset_dims(ds.get());
   if (dims.size() != 1 || (length >= 0 && dims[0] != static_cast<hsize_t>(length)))
     AMLQ_FAIL(Input, "{} has shape {}, expected [{}]", where, shape_text(dims), length);
+  h5::dataset_elements_in_file(ds.get(), where);
   if constexpr (std::is_same_v<T, std::string>) {
     return h5::read_string_dataset(ds.get());
   } else {

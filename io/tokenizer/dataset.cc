@@ -1,6 +1,7 @@
 #include "io/tokenizer/dataset.h"
 
 #include <bit>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -42,8 +43,8 @@ std::vector<int32_t> widen(const std::string& path, const char* data, size_t byt
 }
 
 // NumPy .npy v1-3: magic, version, header length, a Python-dict header, raw data.
-std::vector<int32_t> load_npy(const std::string& path, const std::string& data) {
-  AMLQ_REQUIRE(data.size() >= 10 && data.compare(0, 6, "\x93NUMPY") == 0, "{}: not a .npy file (bad magic)", path);
+std::vector<int32_t> load_npy(const std::string& path, std::string_view data) {
+  AMLQ_REQUIRE(data.size() >= 10 && data.substr(0, 6) == "\x93NUMPY", "{}: not a .npy file (bad magic)", path);
   const int major = static_cast<unsigned char>(data[6]);
   size_t header_len, header_start;
   if (major == 1) {
@@ -57,34 +58,38 @@ std::vector<int32_t> load_npy(const std::string& path, const std::string& data) 
     header_len = len;
     header_start = 12;
   }
-  AMLQ_REQUIRE(header_start + header_len <= data.size(), "{}: truncated .npy header", path);
-  const std::string header = data.substr(header_start, header_len);
-  auto value_of = [&](const std::string& key) {
-    const size_t k = header.find("'" + key + "'");
-    AMLQ_REQUIRE(k != std::string::npos, "{}: .npy header has no '{}': {}", path, key, header);
+  AMLQ_REQUIRE(header_len <= data.size() - header_start, "{}: truncated .npy header", path);
+  const std::string_view header = data.substr(header_start, header_len);
+  auto value_of = [&](std::string_view key) {
+    const size_t k = header.find(fmt::format("'{}'", key));
+    AMLQ_REQUIRE(k != std::string_view::npos, "{}: .npy header has no '{}': {}", path, key, header);
     size_t v = header.find(':', k);
-    AMLQ_REQUIRE(v != std::string::npos, "{}: malformed .npy header: {}", path, header);
+    AMLQ_REQUIRE(v != std::string_view::npos, "{}: malformed .npy header: {}", path, header);
     ++v;
     while (v < header.size() && header[v] == ' ') ++v;
     size_t end = v;
-    if (header[v] == '(') {
+    if (v < header.size() && header[v] == '(') {
       end = header.find(')', v);
-      AMLQ_REQUIRE(end != std::string::npos, "{}: malformed .npy header: {}", path, header);
-      return header.substr(v, end - v + 1);
+      AMLQ_REQUIRE(end != std::string_view::npos, "{}: malformed .npy header: {}", path, header);
+      return std::string(header.substr(v, end - v + 1));
     }
     while (end < header.size() && header[end] != ',' && header[end] != '}') ++end;
-    return header.substr(v, end - v);
+    return std::string(header.substr(v, end - v));
   };
-  std::string descr = value_of("descr");
+  const std::string descr = value_of("descr");
   std::string shape = value_of("shape");  // fortran_order does not matter for 1-D
   std::erase(shape, ' ');
   // A 1-D shape is "(N,)".
   AMLQ_REQUIRE(shape.size() >= 4 && shape.back() == ')' && shape[shape.size() - 2] == ',' &&
                    shape.find(',') == shape.size() - 2,
                "{}: .npy array must be 1-D, shape is {}", path, shape);
+  size_t count = 0;
+  const char* count_begin = shape.data() + 1;
+  const char* count_end = shape.data() + shape.size() - 2;
+  const auto [count_stop, count_error] = std::from_chars(count_begin, count_end, count);
+  AMLQ_REQUIRE(count_error == std::errc() && count_stop == count_end, "{}: .npy shape {} is not (N,)", path, shape);
   const char* body = data.data() + header_start + header_len;
   const size_t bytes = data.size() - header_start - header_len;
-  const size_t count = std::stoull(shape.substr(1, shape.size() - 3));
   std::vector<int32_t> ids;
   if (descr == "'<u2'" || descr == "'|u2'") ids = widen<uint16_t>(path, body, bytes);
   else if (descr == "'<u4'") ids = widen<uint32_t>(path, body, bytes);
@@ -97,25 +102,34 @@ std::vector<int32_t> load_npy(const std::string& path, const std::string& data) 
 
 }  // namespace
 
-bool is_token_id_file(const std::string& path) {
+DatasetFormat dataset_format(const std::string& path) {
   const std::string ext = std::filesystem::path(path).extension().string();
-  return ext == ".u16" || ext == ".u32" || ext == ".npy";
+  if (ext == ".u16") return DatasetFormat::U16;
+  if (ext == ".u32") return DatasetFormat::U32;
+  if (ext == ".npy") return DatasetFormat::Npy;
+  return DatasetFormat::Text;
 }
 
-std::vector<int32_t> load_token_ids(const std::string& path, const Tokenizer* tokenizer, int vocab_size) {
-  const std::string ext = std::filesystem::path(path).extension().string();
-  const std::string data = read_file(path);
+bool is_token_id_file(const std::string& path) { return dataset_format(path) != DatasetFormat::Text; }
+
+std::vector<int32_t> parse_token_ids(std::string_view data, DatasetFormat format, const std::string& path,
+                                     const Tokenizer* tokenizer, int vocab_size) {
   std::vector<int32_t> ids;
-  if (ext == ".u16") {
-    ids = widen<uint16_t>(path, data.data(), data.size());
-  } else if (ext == ".u32") {
-    ids = widen<uint32_t>(path, data.data(), data.size());
-  } else if (ext == ".npy") {
-    ids = load_npy(path, data);
-  } else {
-    AMLQ_REQUIRE(tokenizer != nullptr, "{}: a text dataset needs a tokenizer (or pass token ids as .u16/.u32/.npy)",
-                 path);
-    ids = tokenizer->encode(data, /*add_special=*/true);
+  switch (format) {
+    case DatasetFormat::U16:
+      ids = widen<uint16_t>(path, data.data(), data.size());
+      break;
+    case DatasetFormat::U32:
+      ids = widen<uint32_t>(path, data.data(), data.size());
+      break;
+    case DatasetFormat::Npy:
+      ids = load_npy(path, data);
+      break;
+    case DatasetFormat::Text:
+      AMLQ_REQUIRE(tokenizer != nullptr,
+                   "{}: a text dataset needs a tokenizer (or pass token ids as .u16/.u32/.npy)", path);
+      ids = tokenizer->encode(data, /*add_special=*/true);
+      break;
   }
   if (vocab_size > 0) {
     for (size_t i = 0; i < ids.size(); ++i)
@@ -123,6 +137,14 @@ std::vector<int32_t> load_token_ids(const std::string& path, const Tokenizer* to
                    ids[i], i, vocab_size);
   }
   return ids;
+}
+
+std::vector<int32_t> load_token_ids(const std::string& path, const Tokenizer* tokenizer, int vocab_size) {
+  const DatasetFormat format = dataset_format(path);
+  if (format == DatasetFormat::Text)
+    AMLQ_REQUIRE(tokenizer != nullptr,
+                 "{}: a text dataset needs a tokenizer (or pass token ids as .u16/.u32/.npy)", path);
+  return parse_token_ids(read_file(path), format, path, tokenizer, vocab_size);
 }
 
 std::string CalibrationSpec::describe() const {

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/tokenizer/tokenizer.h"
@@ -17,6 +18,13 @@ namespace amlq {
 std::vector<int32_t> load_token_ids(const std::string& path, const Tokenizer* tokenizer, int vocab_size);
 // True for the extensions load_token_ids reads as ids (.u16, .u32, .npy): no tokenizer needed.
 bool is_token_id_file(const std::string& path);
+
+// How load_token_ids reads a file, chosen by its extension.
+enum class DatasetFormat { U16, U32, Npy, Text };
+DatasetFormat dataset_format(const std::string& path);
+// The parser behind load_token_ids, on the file's bytes (`origin` names them in errors).
+std::vector<int32_t> parse_token_ids(std::string_view data, DatasetFormat format, const std::string& origin,
+                                     const Tokenizer* tokenizer, int vocab_size);
 
 struct CalibrationSpec {
   int num_samples = 128;

@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "io/json_value.h"
 #include "io/tokenizer/bpe_merge.h"
 #include "io/tokenizer/formats.h"
 #include "io/tokenizer/split_patterns.h"
@@ -302,7 +303,7 @@ class HfBpeTokenizer final : public Tokenizer {
   void parse_added_tokens(const json& list) {
     for (const json& t : list) {
       AddedToken a;
-      a.id = t.at("id").get<int32_t>();
+      a.id = json_value_as<int32_t>(t.at("id"), "added_tokens id", path_);
       a.content = t.at("content").get<std::string>();
       a.special = t.value("special", false);
       a.normalized = t.value("normalized", !a.special);
@@ -412,15 +413,15 @@ class HfBpeTokenizer final : public Tokenizer {
           const json& specials = p.at("special_tokens");
           AMLQ_REQUIRE(specials.contains(name), "{}: post-processor template names undefined special token '{}'",
                        path_, name);
-          for (const json& id : specials[name].at("ids")) (seen_a ? suffix_ : prefix_).push_back(id.get<int32_t>());
+          for (const json& id : specials[name].at("ids")) (seen_a ? suffix_ : prefix_).push_back(json_value_as<int32_t>(id, "post_processor ids", path_));
         } else {
           unsupported("post-processor template item", item);
         }
       }
       AMLQ_REQUIRE(seen_a, "{}: post-processor template has no $A", path_);
     } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-      prefix_.push_back(p.at("cls").at(1).get<int32_t>());
-      suffix_.push_back(p.at("sep").at(1).get<int32_t>());
+      prefix_.push_back(json_value_as<int32_t>(p.at("cls").at(1), "post_processor cls", path_));
+      suffix_.push_back(json_value_as<int32_t>(p.at("sep").at(1), "post_processor sep", path_));
     } else {
       unsupported("post-processor", p);
     }
@@ -446,8 +447,8 @@ class HfBpeTokenizer final : public Tokenizer {
     } else if (type == "Strip") {
       s.kind = DecoderStep::Kind::Strip;
       s.a = d.at("content").get<std::string>();
-      s.start = d.value("start", 0);
-      s.stop = d.value("stop", 0);
+      s.start = d.contains("start") ? json_value_as<int>(d["start"], "decoder Strip start", path_) : 0;
+      s.stop = d.contains("stop") ? json_value_as<int>(d["stop"], "decoder Strip stop", path_) : 0;
     } else if (type == "Metaspace") {
       s.kind = DecoderStep::Kind::Metaspace;
       s.a = d.value("replacement", "\u2581");
@@ -740,18 +741,24 @@ class HfBpeTokenizer final : public Tokenizer {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  AMLQ_REQUIRE(f, "{}: cannot open tokenizer file", path);
+std::unique_ptr<Tokenizer> parse_hf_tokenizer(std::string_view json_text, const std::string& path) {
   auto tok = std::make_unique<HfBpeTokenizer>(path);
   try {
-    const json j = json::parse(f);
+    const json j = json::parse(json_text.begin(), json_text.end());
     AMLQ_REQUIRE(j.is_object() && j.contains("model"), "{}: not a Hugging Face tokenizer.json (no \"model\")", path);
     tok->load(j);
   } catch (const json::exception& e) {
     AMLQ_FAIL(Input, "{}: malformed tokenizer.json: {}", path, e.what());
   }
   return tok;
+}
+
+std::unique_ptr<Tokenizer> load_hf_tokenizer(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  AMLQ_REQUIRE(f, "{}: cannot open tokenizer file", path);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  AMLQ_REQUIRE(!f.bad(), "{}: read error", path);
+  return parse_hf_tokenizer(text, path);
 }
 
 }  // namespace amlq

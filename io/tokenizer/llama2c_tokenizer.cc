@@ -32,7 +32,7 @@ int byte_piece_value(std::string_view p) {
 
 class Llama2cTokenizer final : public Tokenizer {
  public:
-  explicit Llama2cTokenizer(const std::string& path) : path_(path) { load(); }
+  Llama2cTokenizer(std::string_view data, const std::string& path) : path_(path) { load(data); }
 
   std::vector<int32_t> encode(std::string_view text, bool add_special) const override {
     std::vector<int32_t> ids;
@@ -100,10 +100,7 @@ class Llama2cTokenizer final : public Tokenizer {
     }
   }
 
-  void load() {
-    std::ifstream f(path_, std::ios::binary);
-    AMLQ_REQUIRE(f, "{}: cannot open tokenizer file", path_);
-    const std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  void load(std::string_view data) {
     size_t pos = 0;
     auto read_i32 = [&](const char* what, size_t token) {
       AMLQ_REQUIRE(pos + 4 <= data.size(), "{}: truncated llama2.c tokenizer: {} of token {} missing at byte {}", path_,
@@ -163,8 +160,16 @@ class Llama2cTokenizer final : public Tokenizer {
 
 }  // namespace
 
+std::unique_ptr<Tokenizer> parse_llama2c_tokenizer(std::string_view bytes, const std::string& origin) {
+  return std::make_unique<Llama2cTokenizer>(bytes, origin);
+}
+
 std::unique_ptr<Tokenizer> load_llama2c_tokenizer(const std::string& path) {
-  return std::make_unique<Llama2cTokenizer>(path);
+  std::ifstream f(path, std::ios::binary);
+  AMLQ_REQUIRE(f, "{}: cannot open tokenizer file", path);
+  const std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  AMLQ_REQUIRE(!f.bad(), "{}: read error", path);
+  return parse_llama2c_tokenizer(data, path);
 }
 
 }  // namespace amlq

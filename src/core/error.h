@@ -22,6 +22,8 @@ enum class ErrorKind : int {
 std::string_view error_kind_name(ErrorKind kind);
 int exit_code(ErrorKind kind);
 
+// The message is one line of at most ~2000 characters whatever it quotes: line
+// breaks and other control characters are escaped (\n, \x1b), the rest is cut.
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, std::string message, const char* src_file = "", int src_line = 0);

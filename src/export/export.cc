@@ -370,10 +370,12 @@ Candidate nearest_expressible(const PackedLinear& layer, GptqProblem problem, co
 // One line: the layers grouped by reason, at most a few names per reason.
 void fail_inexpressible(const std::string& h5, const std::vector<std::pair<std::string, std::string>>& problems) {
   std::vector<std::pair<std::string, std::vector<std::string>>> by_reason;
-  for (const auto& [name, reason] : problems) {
+  for (const auto& problem : problems) {
+    // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+    const std::string& reason = problem.second;
     auto it = std::find_if(by_reason.begin(), by_reason.end(), [&](const auto& r) { return r.first == reason; });
     if (it == by_reason.end()) it = by_reason.insert(by_reason.end(), {reason, {}});
-    it->second.push_back(name);
+    it->second.push_back(problem.first);
   }
   std::string list;
   for (const auto& [reason, names] : by_reason) {

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <fmt/format.h>
+
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "io/hdf5/hdf5_objects.h"
@@ -46,44 +48,62 @@ void write_calibration_stats(const std::string& path, const CalibrationStats& st
   out.commit();
 }
 
-CalibrationStats read_calibration_stats(const std::string& path) {
-  h5::quiet_hdf5_errors();
-  if (!std::filesystem::exists(path)) AMLQ_FAIL(Input, "{}: calibration checkpoint does not exist", path);
-  h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
-  if (!h5::has_attribute(file.get(), "format") || h5::read_string_attribute(file.get(), "format") != kKind)
-    AMLQ_FAIL(Input, "{}: not an amlq calibration checkpoint", path);
+namespace {
+
+// Errors name the object; the caller adds the file.
+CalibrationStats read_stats(hid_t file) {
+  if (!h5::has_attribute(file, "format") || h5::read_string_attribute(file, "format") != kKind)
+    AMLQ_FAIL(Input, "not an amlq calibration checkpoint");
   CalibrationStats stats;
-  stats.input_hash = h5::read_string_attribute(file.get(), "input_hash");
-  stats.description = h5::read_string_attribute(file.get(), "description");
-  h5::Group root = h5::open_group(file.get(), "/");
+  stats.input_hash = h5::read_string_attribute(file, "input_hash");
+  stats.description = h5::read_string_attribute(file, "description");
+  h5::Group root = h5::open_group(file, "/");
   for (const auto& name : h5::link_names(root.get())) {
     h5::Group group = h5::open_group(root.get(), name);
     LayerCalibration layer;
     layer.layer = h5::read_attribute<int32_t>(group.get(), "layer");
     for (int s = 0; s < 4; ++s) {
       const auto site_name = input_site_name(static_cast<InputSite>(s));
-      if (!h5::link_exists(group.get(), site_name))
-        AMLQ_FAIL(Input, "{}: {}/{} is missing", path, name, site_name);
+      const std::string where = fmt::format("{}/{}", name, site_name);
+      if (!h5::link_exists(group.get(), site_name)) AMLQ_FAIL(Input, "{} is missing", where);
       h5::Group sg = h5::open_group(group.get(), site_name);
       auto& site = layer.sites[static_cast<size_t>(s)];
       site.tokens = h5::read_attribute<int64_t>(sg.get(), "tokens");
       h5::Dataset h = h5::open_dataset(sg.get(), "hessian");
       const auto dims = h5::dataset_dims(h.get());
-      if (dims.size() != 2 || dims[0] != dims[1]) AMLQ_FAIL(Input, "{}: {}/{}/hessian is not square", path, name, site_name);
+      if (dims.size() != 2 || dims[0] != dims[1]) AMLQ_FAIL(Input, "{}/hessian is not square", where);
+      if (h5::dataset_class(h.get()) != H5T_FLOAT) AMLQ_FAIL(Input, "{}/hessian is not floating-point", where);
+      h5::dataset_elements_in_file(h.get(), where + "/hessian");
       site.hessian.resize(static_cast<Eigen::Index>(dims[0]), static_cast<Eigen::Index>(dims[1]));
-      h5::read_dataset_raw(h.get(), H5T_NATIVE_DOUBLE, site.hessian.data());
+      if (site.hessian.size() > 0) h5::read_dataset_raw(h.get(), H5T_NATIVE_DOUBLE, site.hessian.data());
       h5::Dataset a = h5::open_dataset(sg.get(), "act_scale");
       const auto adims = h5::dataset_dims(a.get());
       if (adims.size() != 1 || adims[0] != dims[0])
-        AMLQ_FAIL(Input, "{}: {}/{}/act_scale does not match the Hessian", path, name, site_name);
+        AMLQ_FAIL(Input, "{}/act_scale does not match the Hessian", where);
+      if (h5::dataset_class(a.get()) != H5T_FLOAT) AMLQ_FAIL(Input, "{}/act_scale is not floating-point", where);
       site.act_scale.resize(static_cast<Eigen::Index>(adims[0]));
-      h5::read_dataset_raw(a.get(), H5T_NATIVE_DOUBLE, site.act_scale.data());
+      if (site.act_scale.size() > 0) h5::read_dataset_raw(a.get(), H5T_NATIVE_DOUBLE, site.act_scale.data());
     }
     stats.layers.push_back(std::move(layer));
   }
   std::sort(stats.layers.begin(), stats.layers.end(),
             [](const LayerCalibration& a, const LayerCalibration& b) { return a.layer < b.layer; });
   return stats;
+}
+
+}  // namespace
+
+CalibrationStats read_calibration_stats(const std::string& path) {
+  h5::quiet_hdf5_errors();
+  if (!std::filesystem::exists(path)) AMLQ_FAIL(Input, "{}: calibration checkpoint does not exist", path);
+  try {
+    const h5::File file(AMLQ_HDF5_ID(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT)));
+    return read_stats(file.get());
+  } catch (const Error& e) {
+    // HDF5 failures on a damaged file are failures of the input, not of an output.
+    if (e.kind() == ErrorKind::Internal) throw;
+    AMLQ_FAIL(Input, "{}: {}", path, e.what());
+  }
 }
 
 std::string read_checkpoint_hash(const std::string& path) {

@@ -2,10 +2,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/hash.h"
+#include "io/json_value.h"
 
 namespace amlq {
 
@@ -27,26 +29,37 @@ nlohmann::json table_to_json(const MeasurementTable& table) {
 }
 
 MeasurementTable table_from_json(const nlohmann::json& j, const std::string& origin) {
+  // Checkpoints are outside input (a damaged work dir, a file from another run):
+  // every field is read with its JSON type and range checked (io/json_value.h),
+  // so a defect is one Input error naming the file, never a nlohmann exception.
+  if (!j.is_array())
+    AMLQ_FAIL(Input, "{}: malformed measurement table: expected an array of layers, found {}", origin, j.type_name());
   MeasurementTable table;
-  try {
-    for (const auto& row : j) {
-      LayerMeasurement layer;
-      layer.name = row.at("name").get<std::string>();
-      layer.rows = row.at("rows").get<int>();
-      layer.cols = row.at("cols").get<int>();
-      for (const auto& c : row.at("candidates")) {
-        Candidate cand;
-        cand.spec = QuantSpec::parse(c.at(0).get<std::string>());
-        cand.rank = c.at(1).get<int>();
-        cand.bpw = c.at(2).get<double>();
-        cand.eps = c.at(3).get<double>();
-        if (c.size() > 4) cand.eps_stderr = c.at(4).get<double>();
-        layer.candidates.push_back(cand);
+  for (const auto& row : j) {
+    LayerMeasurement layer;
+    layer.name = json_field<std::string>(row, "name", origin);
+    const std::string where = fmt::format("{} (layer '{}')", origin, layer.name);
+    layer.rows = json_field<int>(row, "rows", where);
+    layer.cols = json_field<int>(row, "cols", where);
+    const auto& candidates = json_member(row, "candidates", where);
+    if (!candidates.is_array()) AMLQ_FAIL(Input, "{}: 'candidates' is not an array", where);
+    for (const auto& c : candidates) {
+      if (!c.is_array() || c.size() < 4 || c.size() > 5)
+        AMLQ_FAIL(Input, "{}: candidate {} is not [spec, rank, bpw, eps(, stderr)]", where, c.dump().substr(0, 200));
+      Candidate cand;
+      const auto label = json_value_as<std::string>(c[0], "spec", where);
+      try {
+        cand.spec = QuantSpec::parse(label);
+      } catch (const Error& e) {
+        AMLQ_FAIL(Input, "{}: {}", where, e.what());
       }
-      table.push_back(std::move(layer));
+      cand.rank = json_value_as<int>(c[1], "rank", where);
+      cand.bpw = json_value_as<double>(c[2], "bpw", where);
+      cand.eps = json_value_as<double>(c[3], "eps", where);
+      if (c.size() > 4) cand.eps_stderr = json_value_as<double>(c[4], "eps_stderr", where);
+      layer.candidates.push_back(cand);
     }
-  } catch (const nlohmann::json::exception& e) {
-    AMLQ_FAIL(Input, "{}: malformed measurement table: {}", origin, e.what());
+    table.push_back(std::move(layer));
   }
   return table;
 }
@@ -59,16 +72,17 @@ nlohmann::json plan_to_json(const SearchResult& plan) {
 
 SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin) {
   SearchResult plan;
-  try {
-    plan.method = j.at("method").get<std::string>();
-    plan.target_bpw = j.at("target_bpw").get<double>();
-    plan.achieved_bpw = j.at("achieved_bpw").get<double>();
-    plan.max_eps = j.at("max_eps").get<double>();
-    plan.sum_eps = j.at("sum_eps").get<double>();
-    plan.threshold = j.at("threshold").get<double>();
-    plan.choice = j.at("choice").get<std::vector<int>>();
-  } catch (const nlohmann::json::exception& e) {
-    AMLQ_FAIL(Input, "{}: malformed plan: {}", origin, e.what());
+  plan.method = json_field<std::string>(j, "method", origin);
+  plan.target_bpw = json_field<double>(j, "target_bpw", origin);
+  plan.achieved_bpw = json_field<double>(j, "achieved_bpw", origin);
+  plan.max_eps = json_field<double>(j, "max_eps", origin);
+  plan.sum_eps = json_field<double>(j, "sum_eps", origin);
+  plan.threshold = json_field<double>(j, "threshold", origin);
+  const auto& choice = json_member(j, "choice", origin);
+  if (!choice.is_array()) AMLQ_FAIL(Input, "{}: 'choice' is not an array", origin);
+  for (const auto& c : choice) {
+    plan.choice.push_back(json_value_as<int>(c, "choice", origin));
+    if (plan.choice.back() < 0) AMLQ_FAIL(Input, "{}: choice {} is negative", origin, plan.choice.back());
   }
   return plan;
 }
@@ -84,21 +98,28 @@ void write_json_file(const std::string& path, const nlohmann::json& j) {
   out.commit();
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) AMLQ_FAIL(Input, "{}: cannot open", path);
+nlohmann::json parse_json_text(std::string_view text, const std::string& origin) {
   try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
-    AMLQ_FAIL(Input, "{}: not valid JSON: {}", path, e.what());
+    return nlohmann::json::parse(text.begin(), text.end());
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for numbers like 1e400
+    AMLQ_FAIL(Input, "{}: not valid JSON: {}", origin, e.what());
   }
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) AMLQ_FAIL(Input, "{}: cannot open", path);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) AMLQ_FAIL(Input, "{}: read error", path);
+  return parse_json_text(text, path);
 }
 
 std::string read_json_hash(const std::string& path) {
   if (!std::filesystem::exists(path)) return "";
   try {
     const auto j = read_json_file(path);
-    return j.value("input_hash", std::string());
+    const auto it = j.is_object() ? j.find("input_hash") : j.end();
+    return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
   } catch (const Error&) {
     return "";
   }

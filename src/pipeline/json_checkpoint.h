@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "search/measurement.h"
 #include "search/search.h"
@@ -10,6 +11,9 @@
 namespace amlq {
 
 nlohmann::json table_to_json(const MeasurementTable& table);
+// The *_from_json readers throw Input naming `origin` on any defect (wrong JSON
+// types, out-of-range numbers, bad spec labels); the table is not checked against
+// a model here (validate_table and the stages do that).
 MeasurementTable table_from_json(const nlohmann::json& j, const std::string& origin);
 nlohmann::json plan_to_json(const SearchResult& plan);
 SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin);
@@ -17,6 +21,8 @@ SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin);
 void write_json_file(const std::string& path, const nlohmann::json& j);
 // Throws Input naming the file when it is missing or not JSON.
 nlohmann::json read_json_file(const std::string& path);
+// The parser behind read_json_file (`origin` names the text in errors).
+nlohmann::json parse_json_text(std::string_view text, const std::string& origin);
 // The "input_hash" of a JSON checkpoint, or "" when absent/unreadable.
 std::string read_json_hash(const std::string& path);
 

@@ -14,6 +14,12 @@ void check_shape(const PackedLinear& l) {
   AMLQ_REQUIRE(l.rows > 0 && l.cols > 0, "packed layer '{}' has shape [{} x {}]", l.name, l.rows, l.cols);
   AMLQ_REQUIRE(l.perm.empty() || static_cast<int>(l.perm.size()) == l.cols,
                "packed layer '{}': permutation has {} entries for {} columns", l.name, l.perm.size(), l.cols);
+  std::vector<char> seen(l.perm.size(), 0);
+  for (const int32_t c : l.perm) {
+    AMLQ_REQUIRE(c >= 0 && c < l.cols && !seen[static_cast<size_t>(c)],
+                 "packed layer '{}': the permutation is not one of 0..{} (entry {})", l.name, l.cols - 1, c);
+    seen[static_cast<size_t>(c)] = 1;
+  }
   for (const auto& p : l.parts) {
     const int64_t width = p.col_end - p.col_begin;
     AMLQ_REQUIRE(packed::valid_bits(p.bits) && p.group > 0 && width > 0 && p.num_groups > 0 &&

@@ -89,18 +89,21 @@ class Parser {
     return key;
   }
 
-  Value parse_value(const std::string& key) {
+  Value parse_value(const std::string& key, int depth = 0) {
     Value v;
     v.line = line_;
     const char c = peek();
     if (c == '[') {
+      // The recursion is bounded so that a file of '[' cannot overflow the stack.
+      if (depth >= kMaxArrayDepth)
+        fail("arrays nested deeper than " + std::to_string(kMaxArrayDepth) + " in the value of '" + key + "'");
       get();
       Array items;
       for (;;) {
         skip_blank_lines();
         if (at_end()) fail("unterminated array for '" + key + "'");
         if (peek() == ']') break;
-        items.push_back(parse_value(key));
+        items.push_back(parse_value(key, depth + 1));
         skip_blank_lines();
         if (at_end()) fail("unterminated array for '" + key + "'");
         if (peek() == ',') {
@@ -166,6 +169,7 @@ class Parser {
     fail("malformed value '" + word + "' for '" + key + "'");
   }
 
+  static constexpr int kMaxArrayDepth = 16;
   const std::string& s_;
   const std::string& source_;
   size_t pos_ = 0;

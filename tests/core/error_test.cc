@@ -23,6 +23,22 @@ TEST(Error, CarriesKindAndExitCode) {
   }
 }
 
+// Found by fuzzing: messages quote text from input files (a TOML line, a .npy
+// header, a tensor name) and came out on several lines.
+TEST(Error, MessagesAreOneBoundedLine) {
+  try {
+    AMLQ_FAIL(Input, "{}: unsupported escape '{}'", "r.toml:3", "\\\n\r\x1b[2J");
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "r.toml:3: unsupported escape '\\\\n\\r\\x1b[2J'");
+  }
+  try {
+    AMLQ_FAIL(Input, "{}", std::string(100000, 'x'));
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 2100u);
+    EXPECT_NE(std::string(e.what()).find("[... 98000 more bytes]"), std::string::npos);
+  }
+}
+
 TEST(Error, MpiCheckTurnsCodesIntoDistributedErrors) {
   EXPECT_NO_THROW(AMLQ_CHECK_MPI(MPI_SUCCESS));
   try {

@@ -60,3 +60,44 @@ TEST(ModelConfig, MissingFieldAndBadJsonAreInputErrors) {
 
 }  // namespace
 }  // namespace amlq
+
+namespace amlq {
+namespace {
+
+// Found by fuzzing (tests/fuzz, target config_json): values of the wrong JSON type
+// or range used to be truncated, converted with undefined behaviour (1e300 to int)
+// or to escape as nlohmann exceptions (an internal error instead of exit code 3).
+TEST(ModelConfig, HostileValuesAreOneLineInputErrors) {
+  const std::string base = R"("model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100)";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("hidden_size": 1e300)", "'hidden_size' has the wrong type"},
+      {R"("hidden_size": 4294967360)", "'hidden_size' = 4294967360 is out of range"},
+      {R"("intermediate_size": 16777217)", "intermediate_size = 16777217 exceeds"},
+      {R"("head_dim": 16777216, "num_attention_heads": 64)", "num_attention_heads x head_dim"},
+      {R"("eos_token_id": [])", "eos_token_id is an empty list"},
+      {R"("eos_token_id": ["x"])", "'eos_token_id' has the wrong type"},
+      {R"("rope_scaling": 5)", "rope_scaling is not an object"},
+      {R"("rope_scaling": {"rope_type": 7})", "'rope_type' has the wrong type"},
+      {R"("rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 4})",
+       "low_freq_factor"},
+      {R"("rope_theta": -1)", "rope_theta -1 must be positive"},
+      {R"("tie_word_embeddings": 1)", "'tie_word_embeddings' has the wrong type"},
+      {R"("rope_theta": 1e400)", "not valid JSON"},  // nlohmann's out_of_range, not a parse_error
+  };
+  for (const auto& [field, expected] : cases) {
+    // A later duplicate key wins in nlohmann::json, so the case overrides the base.
+    const std::string text = "{" + base + ", " + field + "}";
+    try {
+      parse_model_config(text, "cfg.json");
+      ADD_FAILURE() << "accepted " << field;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Input) << field;
+      EXPECT_NE(std::string(e.what()).find("cfg.json"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << field << ": " << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace amlq

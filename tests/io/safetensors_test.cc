@@ -124,6 +124,42 @@ TEST(Safetensors, RejectsMissingFields) {
   expect_input_error(path, {"'m'", "'shape'"});
 }
 
+// Found by fuzzing: reading an empty tensor passed null pointers to memcpy (UB).
+TEST(Safetensors, EmptyTensorsReadAsEmpty) {
+  test::TempDir dir;
+  const std::string path = dir.file("e.safetensors");
+  write_raw(path, R"({"e":{"dtype":"F32","shape":[0,4],"data_offsets":[0,0]}})", {});
+  const auto f = SafetensorsFile::open(path);
+  const TensorF32 t = f->read_f32("e");
+  EXPECT_TRUE(t.data.empty());
+  EXPECT_EQ(t.shape, (std::vector<int64_t>{0, 4}));
+}
+
+// Found by fuzzing: a shape whose size overflows 64 bits wrapped around (signed
+// overflow, undefined) and could then match small data_offsets.
+TEST(Safetensors, RejectsShapesWhoseSizeOverflows) {
+  test::TempDir dir;
+  const std::string path = dir.file("o.safetensors");
+  // 2^32 x 2^32 x 2^2 F32 elements wrap to 0 bytes modulo 2^64.
+  write_raw(path, R"({"x":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,0]}})", {});
+  expect_input_error(path, {"'x'", "more than 2^64 bytes"});
+}
+
+TEST(Checkpoint, IndexMayNotPointOutsideTheModelDirectory) {
+  for (const char* shard : {"../model.safetensors", "/etc/passwd", "a/../../b.safetensors", ""}) {
+    const std::string index = fmt::format(R"({{"weight_map": {{"w": "{}"}}}})", shard);
+    try {
+      parse_safetensors_index(index, "m/model.safetensors.index.json");
+      ADD_FAILURE() << "accepted shard " << shard;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Input);
+      EXPECT_NE(std::string(e.what()).find("m/model.safetensors.index.json"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(parse_safetensors_index(R"({"weight_map": {"w": "sub/x.safetensors"}})", "i").at("w"),
+            "sub/x.safetensors");
+}
+
 TEST(Checkpoint, ReadsTwoShardsThroughIndex) {
   test::TempDir dir;
   SafetensorsWriter a, b;

@@ -62,6 +62,10 @@ TEST(FlatToml, MalformedInputNamesFileAndLine) {
   EXPECT_EQ(error_of("= 1\n"), "r.toml:1: expected a key, found '='");
   EXPECT_EQ(error_of("a = [1 2]\n"), "r.toml:1: expected ',' or ']' in the array of 'a'");
   EXPECT_EQ(error_of("a = nan\n"), "r.toml:1: malformed value 'nan' for 'a'");
+  // Nesting is bounded: a file of '[' used to recurse until the stack overflowed.
+  EXPECT_EQ(error_of("a = " + std::string(100000, '[') + "\n"),
+            "r.toml:1: arrays nested deeper than 16 in the value of 'a'");
+  EXPECT_NO_THROW(parse_flat("a = " + std::string(16, '[') + std::string(16, ']') + "\n", "r.toml"));
 }
 
 }  // namespace

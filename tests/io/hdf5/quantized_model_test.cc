@@ -330,6 +330,28 @@ TEST(QuantizedModelFile, MissingDatasetOrWrongShapeNamesTheObject) {
   EXPECT_NE(shape.find(zeros + " has shape [8, 5], expected [8, 1]"), std::string::npos) << shape;
 }
 
+// Found by fuzzing (target model_h5, regression input regress-perm-out-of-range):
+// permutation entries were used as column indices unchecked, so a damaged perm
+// wrote outside the dequantized matrix.
+TEST(QuantizedModelFile, PermutationMustBeAPermutation) {
+  test::TempDir dir;
+  const std::string perm = "/linears/model.layers.0.self_attn.q_proj/perm";
+  for (const int32_t bad : {128, -1, 5}) {  // entry 1: out of range, negative, a duplicate of entry 0
+    write_quantized_model(dir.file("m.h5"), make_model());
+    edit_file(dir.file("m.h5"), [&](hid_t file) {
+      const hid_t ds = H5Dopen2(file, perm.c_str(), H5P_DEFAULT);
+      std::vector<int32_t> values(128);
+      ASSERT_GE(H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      values[0] = 5;
+      values[1] = bad;
+      ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+      H5Dclose(ds);
+    });
+    const std::string message = read_error(dir.file("m.h5"));
+    EXPECT_NE(message.find(perm + " is not a permutation of 0..127"), std::string::npos) << message;
+  }
+}
+
 TEST(QuantizedModelFile, FailedWritesLeaveNoFile) {
   test::TempDir dir;
   QuantizedModel bad = make_model();

@@ -96,6 +96,11 @@ TEST(Dataset, BadFilesNameTheFileAndPosition) {
   std::ofstream(dir.file("t.txt")) << "hello";
   expect_input_error([&] { load_token_ids(dir.file("t.txt"), nullptr, 0); }, {"t.txt", "needs a tokenizer"});
   expect_input_error([&] { load_token_ids(dir.file("missing.u16"), nullptr, 0); }, {"missing.u16", "cannot open"});
+  // A shape that is not a number used to escape as std::invalid_argument (exit 1, not 3).
+  const auto nan_shape = write_raw<uint16_t>(dir, "s.npy", {1}, npy_header("<u2", "(x,)"));
+  expect_input_error([&] { load_token_ids(nan_shape, nullptr, 0); }, {nan_shape, "(x,)", "is not (N,)"});
+  const auto huge_shape = write_raw<uint16_t>(dir, "h.npy", {1}, npy_header("<u2", "(99999999999999999999999,)"));
+  expect_input_error([&] { load_token_ids(huge_shape, nullptr, 0); }, {huge_shape, "is not (N,)"});
 }
 
 Ids iota_ids(size_t n) {
