@@ -8,7 +8,9 @@
 # build-fuzz/fuzz-work/artifacts/<target>/ with its log.
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 # Exit status 1 when any target crashed. Environment: AMLQ_FUZZ_BUILD_DIR,
-# AMLQ_JOBS, AMLQ_FUZZ_JOBS (targets run in parallel, default 1).
+# AMLQ_JOBS, AMLQ_FUZZ_JOBS (targets run in parallel, default 1), AMLQ_FUZZ_SEED
+# (libFuzzer's -seed; scripts/test.sh fixes it so that CI's short pass repeats the
+# same mutations on every run instead of failing at random on a new finding).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=60
@@ -48,7 +50,7 @@ run_target() {
   max_len=$(find -L "tests/fuzz/corpus/$t" -type f -printf '%s\n' | sort -n | tail -1)
   max_len=$((max_len > 4096 ? max_len + max_len / 8 : 4096))
   nice -n 10 "$build/bin/fuzz_$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len="$max_len" \
-    -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t" "tests/fuzz/corpus/$t" \
+    ${AMLQ_FUZZ_SEED:+-seed=$AMLQ_FUZZ_SEED} -print_final_stats=1 -artifact_prefix="$work/artifacts/$t/" "$work/corpus/$t" "tests/fuzz/corpus/$t" \
     > "$work/artifacts/$t.log" 2>&1 || true
 }
 

@@ -32,5 +32,5 @@ scripts/setup.sh
 build_dir=${AMLQ_BUILD_DIR:-build}
 (cd "$build_dir" && ctest --output-on-failure -j "${AMLQ_TEST_JOBS:-2}" "$@")
 if ((! $#)) && [ "${AMLQ_FUZZ_SECONDS:-15}" != 0 ]; then
-  AMLQ_FUZZ_JOBS=${AMLQ_FUZZ_JOBS:-2} scripts/fuzz.sh "${AMLQ_FUZZ_SECONDS:-15}"
+  AMLQ_FUZZ_SEED=${AMLQ_FUZZ_SEED:-1} AMLQ_FUZZ_JOBS=${AMLQ_FUZZ_JOBS:-2} scripts/fuzz.sh "${AMLQ_FUZZ_SECONDS:-15}"
 fi
