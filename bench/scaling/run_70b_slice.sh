@@ -13,7 +13,7 @@
 # THREADS=2 (worker threads per rank; with turns one rank works at a time), LAYERS=2,
 # OUT (output folder, default out/bench-70b-slice), MAKER_ARGS (extra flags for
 # make_synthetic_model, e.g. "--hidden 256 --intermediate 512" for a smoke test).
-# Takes about an hour on a 2-core machine; needs ~10 GB of disk under out/.
+# Takes about 2.2 h per run on a 2-core machine (bench/RESULTS.md); needs ~10 GB of disk under out/.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
