@@ -269,7 +269,7 @@ CudaPass CudaBackend::run_pass(const MatrixF& w, const SiteFactor& factor_base, 
   cudaStream_t stream = ctx_.stream();
 
   const auto plan = cuda::resolve_parts(spec.part_columns(n), spec, n);
-  const auto blocks = cuda::plan_blocks(plan, options.block_size, spec.static_groups);
+  const auto blocks = cuda::plan_blocks(plan, options.block_size);
 
   CudaPass pass;
   QuantizedMatrix& out = pass.out;

@@ -159,8 +159,9 @@ __device__ inline GroupParams load_params(const GptqDevicePart& part, int64_t ro
 }
 
 // One warp per row. Columns [b0, b0+bw) of the row live in registers: column c
-// of the block is slot c/32 of lane c%32. For each column: (new group? compute
-// its parameters from the current weights), quantize, and with error feedback
+// of the block is slot c/32 of lane c%32; the kernel never writes w. For each
+// column: (new group? compute its parameters from the block-start weights in w),
+// quantize, and with error feedback
 // push the scaled error onto the later columns of the block and record it for
 // the trailing GEMM.
 __global__ void __launch_bounds__(kRowsPerBlock * kWarpSize)
@@ -179,7 +180,7 @@ __global__ void __launch_bounds__(kRowsPerBlock * kWarpSize)
   }
   GroupParams gp;
   if (!static_groups && (b0 - part.col_begin) % part.group != 0) {
-    // A group wider than a block: its parameters were computed by the block that opened it.
+    // A group opened by an earlier block: its parameters were computed there.
     gp = load_params(part, row, (b0 - part.col_begin) / part.group);
   }
   for (int c = 0; c < bw; ++c) {
@@ -187,17 +188,12 @@ __global__ void __launch_bounds__(kRowsPerBlock * kWarpSize)
     if (static_groups) {
       gp = load_params(part, row, (static_perm ? static_perm[j] : j) / part.group);
     } else if ((j - part.col_begin) % part.group == 0) {
+      // From the weights as they stood when the block began (METHOD.md 3): the
+      // registers hold the in-block updates, global memory does not. Columns
+      // after the block have not received this block's trailing update yet.
       const int gend = min(j + part.group, part.col_end);
       float lo = FLT_MAX, hi = -FLT_MAX;
-#pragma unroll
-      for (int s = 0; s < kSlots; ++s) {
-        const int cc = s * kWarpSize + lane;
-        if (cc >= c && cc < bw && b0 + cc < gend) {
-          lo = fminf(lo, v[s]);
-          hi = fmaxf(hi, v[s]);
-        }
-      }
-      for (int k = b0 + bw + lane; k < gend; k += kWarpSize) {
+      for (int k = j + lane; k < gend; k += kWarpSize) {
         const float x = wrow[k];
         lo = fminf(lo, x);
         hi = fmaxf(hi, x);

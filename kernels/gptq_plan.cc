@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "kernels/launch_geometry.h"
+#include "quant/gptq.h"
 
 namespace amlq::cuda {
 
@@ -51,29 +52,12 @@ std::vector<PartPlan> resolve_parts(const std::vector<std::pair<int, int>>& rang
   return out;
 }
 
-std::vector<ColumnBlock> plan_blocks(const std::vector<PartPlan>& parts, int block_size, bool static_groups) {
+std::vector<ColumnBlock> plan_blocks(const std::vector<PartPlan>& parts, int block_size) {
   const int cap = std::clamp(block_size, 1, kGptqMaxBlock);
   std::vector<ColumnBlock> blocks;
-  for (size_t p = 0; p < parts.size(); ++p) {
-    const PartPlan& part = parts[p];
-    const int part_index = static_cast<int>(p);
-    if (static_groups) {
-      for (int c = part.col_begin; c < part.col_end; c += cap)
-        blocks.push_back({c, std::min(c + cap, part.col_end), part_index});
-      continue;
-    }
-    const int g = part.group;
-    if (g <= cap) {
-      const int step = (cap / g) * g;
-      for (int c = part.col_begin; c < part.col_end; c += step)
-        blocks.push_back({c, std::min(c + step, part.col_end), part_index});
-    } else {
-      for (int g0 = part.col_begin; g0 < part.col_end; g0 += g) {
-        const int g1 = std::min(g0 + g, part.col_end);
-        for (int c = g0; c < g1; c += cap) blocks.push_back({c, std::min(c + cap, g1), part_index});
-      }
-    }
-  }
+  for (size_t p = 0; p < parts.size(); ++p)
+    for (const auto& [begin, end] : gptq_blocks({{parts[p].col_begin, parts[p].col_end}}, cap))
+      blocks.push_back({begin, end, static_cast<int>(p)});
   return blocks;
 }
 

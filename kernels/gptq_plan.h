@@ -37,11 +37,10 @@ struct PartPlan {
 std::vector<PartPlan> resolve_parts(const std::vector<std::pair<int, int>>& ranges, const QuantSpec& spec,
                                     int cols);
 
-// Column blocks of width <= min(block_size, kGptqMaxBlock) that never cross a
-// part and, without static groups, never cross a group boundary: every group
-// starts a block, so its parameters are computed from fully updated weights
-// (METHOD.md 3). Several small groups share a block; a shorter last group ends
-// with its part, so the same rule covers it.
-std::vector<ColumnBlock> plan_blocks(const std::vector<PartPlan>& parts, int block_size, bool static_groups);
+// The CPU solver's column blocks (quant/gptq.h gptq_blocks) of width
+// min(block_size, kGptqMaxBlock), tagged with their part. A group may start
+// inside a block or run past its end; its parameters come from the weights as
+// they stood when the block began (METHOD.md 3).
+std::vector<ColumnBlock> plan_blocks(const std::vector<PartPlan>& parts, int block_size);
 
 }  // namespace amlq::cuda

@@ -57,8 +57,12 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
                                const RecipeSpace& space);
 
 // The recipe space a run measures: `--search uniform:<spec>[-r<k>]` measures only
-// that candidate (nothing else could change its result), else --recipes.
+// that candidate (nothing else could change its result), else --recipes. With
+// --quantizer rtn every spec is plain (no act-order, no static groups).
 RecipeSpace measured_space(const QuantizeOptions& options);
+// The search method as run: options.search, with a uniform spec made plain
+// under --quantizer rtn so that it names a measured candidate.
+std::string resolved_search(const QuantizeOptions& options);
 
 // One term of a rank's memory, in bytes.
 struct MemoryTerm {

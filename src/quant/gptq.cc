@@ -19,23 +19,14 @@ struct Block {
   int begin, end;
 };
 
-// Blocks never straddle a group boundary and every group starts a block, so the
-// group parameters, computed when a group is entered, see weights that have
-// received every earlier column's update (exactly as the unbatched OBQ loop).
-// Groups start every g columns from the part's start, so a shorter last group
-// (g not dividing the width) ends with the part and needs no special case.
-std::vector<Block> make_blocks(const QuantizedMatrix& q, int block_size, bool static_groups) {
+// Blocks of block_size columns from each part's start, the last one of a part
+// shorter (gptq_blocks). Groups may start inside a block or run past its end:
+// their parameters come from the block-start snapshot (METHOD.md 3).
+std::vector<Block> make_blocks(const QuantizedMatrix& q, int block_size) {
+  std::vector<std::pair<int, int>> ranges;
+  for (const auto& part : q.parts) ranges.emplace_back(part.col_begin, part.col_end);
   std::vector<Block> blocks;
-  for (const auto& part : q.parts) {
-    const int g = part.group;
-    const int step = static_groups ? block_size : (g <= block_size ? (block_size / g) * g : block_size);
-    for (int c = part.col_begin; c < part.col_end;) {
-      int end = std::min(c + step, part.col_end);
-      if (!static_groups && g > block_size) end = std::min(end, part.col_begin + ((c - part.col_begin) / g + 1) * g);
-      blocks.push_back({c, end});
-      c = end;
-    }
-  }
+  for (const auto& [begin, end] : gptq_blocks(ranges, block_size)) blocks.push_back({begin, end});
   return blocks;
 }
 
@@ -105,6 +96,14 @@ bool inverse_cholesky_upper(const MatrixD& h, MatrixD& u) {
   // instead of Cholesky, inverse and a second Cholesky.
   u = h.reverse();
   return inverse_cholesky_upper_in_place(u);
+}
+
+std::vector<std::pair<int, int>> gptq_blocks(const std::vector<std::pair<int, int>>& part_ranges, int block_size) {
+  AMLQ_ASSERT(block_size > 0, "block size {}", block_size);
+  std::vector<std::pair<int, int>> blocks;
+  for (const auto& [begin, end] : part_ranges)
+    for (int c = begin; c < end; c += block_size) blocks.emplace_back(c, std::min(c + block_size, end));
+  return blocks;
 }
 
 void check_quantize_inputs(const MatrixF& w, const MatrixD& h, const QuantSpec& spec, const GptqOptions& options) {
@@ -286,13 +285,17 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const GptqFactor& factor, const 
   }
 
   out.codes.assign(static_cast<size_t>(m) * n, 0);
-  const auto blocks = make_blocks(out, options.block_size, static_groups);
+  const auto blocks = make_blocks(out, options.block_size);
   int max_block = 0;
   for (const auto& b : blocks) max_block = std::max(max_block, b.end - b.begin);
   MatrixF err_block(feedback ? max_block : 0, m);
   // The block's rows of U, U[begin:end, begin:], in float: the factor is shared
   // (double, read-only) and each pass converts only the panel it is working on.
   MatrixF panel;
+  // The block's columns of one row tile as they stood when the block began: the
+  // reference reads group parameters from W, to which the in-block updates of
+  // the block's earlier columns are not yet applied (METHOD.md 3).
+  MatrixF block_start;
   Eigen::VectorXf scale_t(kRowTile), err(kRowTile);
   Eigen::VectorXi zero_t(kRowTile);
   double scaled_err_sq = 0;
@@ -302,6 +305,7 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const GptqFactor& factor, const 
     if (feedback) panel = factor.u.block(blk.begin, blk.begin, bs, n - blk.begin).cast<float>();
     for (int i0 = 0; i0 < m; i0 += kRowTile) {
       const int tw = std::min(kRowTile, m - i0);
+      if (feedback && !static_groups) block_start = wt.block(blk.begin, i0, bs, tw);
       for (int j = blk.begin; j < blk.end; ++j) {
         auto& part = out.parts[part_of[j]];
         const int maxq = (1 << part.bits) - 1;
@@ -321,9 +325,20 @@ QuantizedMatrix gptq_quantize(const MatrixF& w, const GptqFactor& factor, const 
           if (j == blk.begin) load_params(local / part.group);
         } else {
           const int g = local / part.group;
-          const auto cols = wt.block(j, i0, std::min(part.group, part.col_end - j), tw);
-          const Eigen::VectorXf lo = cols.colwise().minCoeff().transpose();
-          const Eigen::VectorXf hi = cols.colwise().maxCoeff().transpose();
+          // Columns [j, group_end): those inside this block from the snapshot (RTN
+          // never updates, so wt is the snapshot), those after it from wt, which
+          // this block's lazy update has not reached yet.
+          const int group_end = std::min(j + part.group, part.col_end);
+          const int inside_end = std::min(group_end, blk.end);
+          const auto inside = feedback ? block_start.block(j - blk.begin, 0, inside_end - j, tw)
+                                       : wt.block(j, i0, inside_end - j, tw);
+          Eigen::VectorXf lo = inside.colwise().minCoeff().transpose();
+          Eigen::VectorXf hi = inside.colwise().maxCoeff().transpose();
+          if (group_end > inside_end) {
+            const auto after = wt.block(inside_end, i0, group_end - inside_end, tw);
+            lo = lo.cwiseMin(after.colwise().minCoeff().transpose());
+            hi = hi.cwiseMax(after.colwise().maxCoeff().transpose());
+          }
           for (int i = 0; i < tw; ++i) {
             const GroupParams gp = group_params(lo[i], hi[i], part.bits, spec.symmetric);
             const size_t at = static_cast<size_t>(i0 + i) * part.num_groups + g;

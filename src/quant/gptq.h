@@ -8,6 +8,7 @@
 // factors the damped Hessian once; gptq_quantize(w, factor, ...) runs the
 // column-block loop for one weight matrix and one spec.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/matrix.h"
@@ -49,6 +50,15 @@ struct SiteFactorInfo {
 struct GptqFactor : SiteFactorInfo {
   MatrixD u;  // cols x cols, upper, processing order; empty when not factored
 };
+
+// GPTQ's column blocks: runs of block_size columns from the start of each part
+// range [begin, end), the last one of a part shorter. The reference's layout
+// (fixed blocks from column 0) for single-part specs; blocks never cross parts.
+// Groups need not align with blocks: a group's parameters are computed when it
+// is entered, from the weights as they stood when the current block began
+// (METHOD.md 3), so where a block starts decides what they see. Every backend
+// uses these blocks.
+std::vector<std::pair<int, int>> gptq_blocks(const std::vector<std::pair<int, int>>& part_ranges, int block_size);
 
 // Column order of the undamped Hessian h (n x n; empty: identity order, n = cols).
 GptqColumns gptq_columns(const MatrixD& h, int cols, bool act_order);

@@ -10,6 +10,7 @@
 #include "kernels/gptq_plan.h"
 #include "kernels/launch_geometry.h"
 #include "kernels/quant_grid.h"
+#include "quant/gptq.h"
 #include "quant/quantizer.h"
 
 namespace amlq {
@@ -147,14 +148,20 @@ TEST(GptqPlan, ResolvesWholeRowAndStaticGroups) {
   EXPECT_EQ(sp[0].num_groups, 3);
 }
 
-// Blocks must tile every part, never exceed the register budget and never cross
-// a part. Without static groups each group either lies inside one block or
-// starts a block, so its parameters see fully updated weights.
-void expect_valid_blocks(const std::vector<PartPlan>& parts, const std::vector<ColumnBlock>& blocks, int cap,
-                         bool static_groups) {
+// Blocks must tile every part, never exceed the register budget, never cross a
+// part, and match the CPU solver's blocks (gptq_blocks) at the capped width:
+// where a block starts decides which weights a group's parameters see.
+void expect_valid_blocks(const std::vector<PartPlan>& parts, const std::vector<ColumnBlock>& blocks, int cap) {
   int expected = parts.front().col_begin;
-  for (const auto& b : blocks) {
+  std::vector<std::pair<int, int>> ranges;
+  for (const PartPlan& p : parts) ranges.emplace_back(p.col_begin, p.col_end);
+  const auto cpu = gptq_blocks(ranges, std::min(cap, cuda::kGptqMaxBlock));
+  ASSERT_EQ(blocks.size(), cpu.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const auto& b = blocks[i];
     EXPECT_EQ(b.begin, expected);
+    EXPECT_EQ(b.begin, cpu[i].first);
+    EXPECT_EQ(b.end, cpu[i].second);
     EXPECT_GT(b.end, b.begin);
     EXPECT_LE(b.end - b.begin, std::min(cap, cuda::kGptqMaxBlock));
     const PartPlan& p = parts[b.part];
@@ -163,33 +170,19 @@ void expect_valid_blocks(const std::vector<PartPlan>& parts, const std::vector<C
     expected = b.end;
   }
   EXPECT_EQ(expected, parts.back().col_end);
-  if (static_groups) return;
-  for (const PartPlan& p : parts) {
-    for (int g0 = p.col_begin; g0 < p.col_end; g0 += p.group) {
-      const int g1 = std::min(g0 + p.group, p.col_end);
-      bool starts_block = false, inside_one = false;
-      for (const auto& b : blocks) {
-        starts_block |= b.begin == g0;
-        inside_one |= b.begin <= g0 && g1 <= b.end;
-      }
-      EXPECT_TRUE(starts_block || inside_one) << "group [" << g0 << ", " << g1 << ") straddles blocks";
-    }
-  }
 }
 
-TEST(GptqPlan, BlocksRespectGroupsAndParts) {
+TEST(GptqPlan, BlocksAreFixedWidthPerPart) {
   const std::vector<PartPlan> parts{{0, 96, 4, 32, 3}, {96, 396, 3, 300, 1}, {396, 652, 2, 64, 4}};
-  for (int cap : {128, 64, 48, 1000}) {
-    const auto blocks = cuda::plan_blocks(parts, cap, false);
-    expect_valid_blocks(parts, blocks, cap, false);
-  }
-  const auto blocks = cuda::plan_blocks(parts, 128, false);
-  // 3 groups of 32 share one 96-wide block; the 300-wide group is cut 128+128+44.
+  for (int cap : {128, 64, 48, 1000}) expect_valid_blocks(parts, cuda::plan_blocks(parts, cap), cap);
+  const auto blocks = cuda::plan_blocks(parts, 128);
+  // Part 0 is one 96-wide block; part 1 (one 300-wide group) is cut 128+128+44;
+  // part 2 is 128 + 128.
+  ASSERT_EQ(blocks.size(), 6u);
   EXPECT_EQ(blocks[0].end, 96);
   EXPECT_EQ(blocks[1].end - blocks[1].begin, 128);
   EXPECT_EQ(blocks[3].end, 396);
-  const std::vector<PartPlan> st{{0, 300, 4, 32, 10}};
-  expect_valid_blocks(st, cuda::plan_blocks(st, 128, true), 128, true);
+  EXPECT_EQ(blocks[5].end, 652);
 }
 
 TEST(GptqPlan, ShortLastGroups) {
@@ -208,9 +201,9 @@ TEST(GptqPlan, ShortLastGroups) {
   EXPECT_EQ(two[0].num_groups, 1);  // [0, 64)
   EXPECT_EQ(two[1].num_groups, 4);  // [64, 172): 3 x 32 + 12
   const std::vector<PartPlan> parts{{0, 37, 4, 16, 3}, {37, 137, 3, 48, 3}, {137, 172, 2, 32, 2}};
-  for (int cap : {128, 64, 40, 32, 7}) expect_valid_blocks(parts, cuda::plan_blocks(parts, cap, false), cap, false);
-  // The short group [32, 37) starts the second block of part 0 with cap 32.
-  const auto blocks = cuda::plan_blocks(parts, 32, false);
+  for (int cap : {128, 64, 40, 32, 7}) expect_valid_blocks(parts, cuda::plan_blocks(parts, cap), cap);
+  // With cap 32 the short group [32, 37) is the second block of part 0.
+  const auto blocks = cuda::plan_blocks(parts, 32);
   EXPECT_EQ(blocks[0].end, 32);
   EXPECT_EQ(blocks[1].begin, 32);
   EXPECT_EQ(blocks[1].end, 37);

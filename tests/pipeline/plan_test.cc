@@ -12,6 +12,7 @@
 #include "pipeline/resources.h"
 #include "pipeline/time_model.h"
 #include "pipeline/topology.h"
+#include "search/recipe_space.h"
 
 namespace amlq {
 namespace {
@@ -74,6 +75,35 @@ PlanInputs inputs_for(int np, int threads) {
   in.cluster.np = np;
   in.cluster.ranks_per_node = np;
   return in;
+}
+
+TEST(MeasuredSpace, UniformMeasuresOneCandidateAndRtnIsPlain) {
+  QuantizeOptions o;
+  o.search = "uniform:3b-g32-r8";
+  RecipeSpace space = measured_space(o);
+  ASSERT_EQ(space.specs.size(), 1u);
+  EXPECT_TRUE(space.specs[0].act_order);
+  EXPECT_EQ(space.ranks, (std::vector<int>{0, 8}));
+  EXPECT_EQ(resolved_search(o), "uniform:3b-g32-r8");
+  // RTN: no act-order, no static groups, so "3b-g32" names the plain candidate.
+  o.rtn = true;
+  space = measured_space(o);
+  ASSERT_EQ(space.specs.size(), 1u);
+  EXPECT_FALSE(space.specs[0].act_order);
+  EXPECT_EQ(resolved_search(o), "uniform:" + space.specs[0].label() + "-r8");
+  EXPECT_EQ(resolved_search(o), "uniform:3b-g32-noact-r8");
+  // A recipe space: act-ordered and static variants collapse into one plain spec.
+  o.search = "minsum";
+  o.recipes = "default";
+  const RecipeSpace gptq_space = load_recipe_space("default");
+  space = measured_space(o);
+  EXPECT_LE(space.specs.size(), gptq_space.specs.size());
+  for (const QuantSpec& spec : space.specs) {
+    EXPECT_FALSE(spec.act_order) << spec.label();
+    EXPECT_FALSE(spec.static_groups) << spec.label();
+    EXPECT_EQ(std::count(space.specs.begin(), space.specs.end(), spec), 1) << spec.label();
+  }
+  EXPECT_EQ(resolved_search(o), "minsum");
 }
 
 TEST(ClusterPlan, UsesPredictResourcesUnchanged) {

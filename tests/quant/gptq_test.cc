@@ -12,15 +12,19 @@
 namespace amlq {
 namespace {
 
-// The slow, obvious OBQ loop: double precision, an explicit inverse, a full
-// update of every later column after each column, no blocks.
+// The slow, obvious form of the reference GPTQ (IST-DASLab/gptq fasterquant):
+// double precision, an explicit inverse, a full update of every later column
+// after each column (no lazy batching). What blocks still decide is when group
+// parameters are read: at a group's first column, from the weights as they
+// stood when its block began, i.e. without the updates of the block's earlier
+// columns (METHOD.md 3). Blocks are `block` columns from each part's start.
 struct ReferenceResult {
   std::vector<uint8_t> codes;  // rows x cols, processing order
   std::vector<int> perm;
   MatrixF w_hat;  // original column order
 };
 
-ReferenceResult reference_obq(const MatrixF& w_in, const MatrixD& h_in, const QuantSpec& spec, double damp) {
+ReferenceResult reference_gptq(const MatrixF& w_in, const MatrixD& h_in, const QuantSpec& spec, double damp, int block) {
   const int m = int(w_in.rows()), n = int(w_in.cols());
   MatrixD h = h_in;
   MatrixD w = w_in.cast<double>();
@@ -63,12 +67,14 @@ ReferenceResult reference_obq(const MatrixF& w_in, const MatrixD& h_in, const Qu
       }
   ReferenceResult out{std::vector<uint8_t>(size_t(m) * n), perm, MatrixF(m, n)};
   std::vector<GroupParams> params(m);
+  MatrixD block_start;
   for (int j = 0; j < n; ++j) {
     const int maxq = (1 << bits[j]) - 1;
+    if ((j - begin[j]) % block == 0) block_start = wp;
     if (!spec.static_groups && (j - begin[j]) % group[j] == 0)
       for (int i = 0; i < m; ++i) {
         // float, as the solver keeps W in float
-        const Eigen::VectorXf seg = wp.row(i).segment(j, std::min(group[j], end[j] - j)).cast<float>();
+        const Eigen::VectorXf seg = block_start.row(i).segment(j, std::min(group[j], end[j] - j)).cast<float>();
         params[i] = group_params(seg.minCoeff(), seg.maxCoeff(), bits[j], spec.symmetric);
       }
     for (int i = 0; i < m; ++i) {
@@ -88,9 +94,9 @@ struct Case {
   int rows, cols, block;
 };
 
-class GptqMatchesObq : public ::testing::TestWithParam<Case> {};
+class GptqMatchesReference : public ::testing::TestWithParam<Case> {};
 
-TEST_P(GptqMatchesObq, SameCodesAndError) {
+TEST_P(GptqMatchesReference, SameCodesAndError) {
   const Case c = GetParam();
   const QuantSpec spec = QuantSpec::parse(c.label);
   const MatrixF w = test::random_weights(c.rows, c.cols, 11);
@@ -98,7 +104,7 @@ TEST_P(GptqMatchesObq, SameCodesAndError) {
   GptqOptions opt;
   opt.block_size = c.block;
   const QuantizedMatrix q = gptq_quantize(w, h, spec, opt);
-  const ReferenceResult ref = reference_obq(w, h, spec, opt.damp);
+  const ReferenceResult ref = reference_gptq(w, h, spec, opt.damp, c.block);
   if (spec.act_order) {
     EXPECT_EQ(std::vector<int>(q.perm.begin(), q.perm.end()), ref.perm);
   }
@@ -109,10 +115,10 @@ TEST_P(GptqMatchesObq, SameCodesAndError) {
   EXPECT_EQ(differ, 0u);
   const double eps = normalized_error(w, dequantize(q), h);
   const double eps_ref = normalized_error(w, ref.w_hat, h);
-  EXPECT_NEAR(eps, eps_ref, 1e-5 * eps_ref);
+  EXPECT_NEAR(eps, eps_ref, 1e-6 * eps_ref);
 }
 
-INSTANTIATE_TEST_SUITE_P(Specs, GptqMatchesObq,
+INSTANTIATE_TEST_SUITE_P(Specs, GptqMatchesReference,
                          ::testing::Values(Case{"4b-g128", 40, 256, 128}, Case{"3b-g32", 33, 256, 128},
                                            Case{"4b-g32-noact", 16, 160, 64}, Case{"2b-row", 24, 200, 64},
                                            Case{"4b-g64", 20, 256, 32},  // group larger than the block
@@ -128,7 +134,12 @@ INSTANTIATE_TEST_SUITE_P(Specs, GptqMatchesObq,
                                            Case{"4b-g32-static", 10, 172, 64},       // original groups, 5 x 32 + 12
                                            // More rows than the solver's row tile (256) with groups
                                            // wider than a block: parameters carried across blocks.
-                                           Case{"3b-row", 300, 160, 64}, Case{"4b-g64", 260, 100, 32}),
+                                           Case{"3b-row", 300, 160, 64}, Case{"4b-g64", 260, 100, 32},
+                                           // Issue 15: 2 bits without act-order, where the group timing
+                                           // matters most; groups start inside blocks and g96 runs past one.
+                                           Case{"2b-g32-noact", 48, 384, 128}, Case{"2b-g64-noact", 48, 384, 128},
+                                           Case{"2b-g32-noact", 300, 256, 128}, Case{"2b-g96-noact", 24, 384, 128},
+                                           Case{"2b-g32", 40, 256, 128}),
                          [](const auto& info) {
                            std::string s = info.param.label;
                            for (char& ch : s)
