@@ -87,6 +87,11 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_option("--debug-fail-rank", j.debug_fail_rank, "Testing: this rank fails on entering --debug-fail-stage")
       ->group("");
   cmd->add_option("--debug-fail-stage", j.debug_fail_stage, "Testing: calibrate, measure, search or pack")->group("");
+  cmd->add_option("--debug-slow-stage", j.debug_slow_stage, "Testing: measure or pack, slowed by --debug-slow-ms")
+      ->group("");
+  cmd->add_option("--debug-slow-ms", j.debug_slow_ms, "Testing: sleep after each layer of --debug-slow-stage")
+      ->check(CLI::Range(0, 60000))
+      ->group("");
   cmd->add_flag("--json", o.json, "Print the JSON report on stdout instead of the table");
 }
 

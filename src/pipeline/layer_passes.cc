@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <cstring>
 
 #include "core/error.h"
@@ -142,6 +144,14 @@ void recv_rows(const PassContext& ctx, MatrixF& hidden, int mb, int source, int 
 void fail_if_asked(const PassContext& ctx, const char* stage) {
   if (ctx.options.debug_fail_rank == ctx.world.rank() && ctx.options.debug_fail_stage == stage)
     AMLQ_FAIL(Internal, "injected failure on rank {} in stage {} (--debug-fail-rank)", ctx.world.rank(), stage);
+}
+
+// Slowing for tests (--debug-slow-stage/--debug-slow-ms): the kill -9 harness
+// widens a pass that lasts tenths of a second on stories260K so that a seeded
+// kill lands inside it. Changes nothing but time.
+void slow_if_asked(const PassContext& ctx, const char* stage) {
+  if (ctx.options.debug_slow_ms > 0 && ctx.options.debug_slow_stage == stage)
+    std::this_thread::sleep_for(std::chrono::milliseconds(ctx.options.debug_slow_ms));
 }
 
 int prev_rank(const PassContext& ctx) { return ctx.topo.rank_of(ctx.topo.replica, ctx.topo.stage - 1); }
@@ -335,6 +345,7 @@ std::map<int, MeasurementTable> measure_pass(PassContext& ctx, const RecipeSpace
           }
           gather_and_write_layer(ctx, layer, rows, hash);
           fail_if_asked(ctx, "measure");
+          slow_if_asked(ctx, "measure");
         }
         AMLQ_LOG_INFO("[{}/{}] layer {}: {} in {:.1f}s", layer - mine.first + 1, mine.size(), layer,
                       statistics_only ? "statistics written" : "measured", layer_timer.seconds());
@@ -562,6 +573,7 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
     write_pack_file(ctx, layer, packed, layer_hash(layer));
     ctx.times.write += write_timer.seconds();
     fail_if_asked(ctx, "pack");
+    slow_if_asked(ctx, "pack");
     AMLQ_LOG_INFO("[{}/{}] layer {}: packed in {:.1f}s", layer - mine.first + 1, mine.size(), layer,
                   layer_timer.seconds());
   }

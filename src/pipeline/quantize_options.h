@@ -68,6 +68,10 @@ struct QuantizeOptions {
   // Fault injection for tests: this rank throws when it enters this stage.
   int debug_fail_rank = -1;
   std::string debug_fail_stage;  // calibrate | measure | search | pack
+  // Slowing for tests (the kill -9 harness): every rank sleeps this long after
+  // each layer of that pass (measure | pack), so that a kill can land inside it.
+  std::string debug_slow_stage;
+  int debug_slow_ms = 0;
 
   std::string quantizer_name() const { return rtn ? "rtn" : "gptq"; }
   std::string resolved_work_dir() const { return work_dir.empty() ? out + ".work" : work_dir; }

@@ -12,8 +12,13 @@
 set -euo pipefail
 amlq=$1 shared=$2 work=$3 seeds=${4:-5}
 rm -rf "$work" && mkdir -p "$work"
+# Every rank sleeps 150 ms after each layer it packs: stories260K packs in tenths
+# of a second, and without the pause the pack-targeted kills land after the
+# output is written (an earlier 30-seed run: 0 kills in pack). Output unchanged.
 args=(quantize "$shared/models/stories260K" --calib "$shared/data/wikitext2/valid.tok512.u16" --calib-samples 32
-  --calib-seqlen 128 --target-bpw 3.0 --recipes fast --threads 1)
+  --calib-seqlen 128 --target-bpw 3.0 --recipes fast --threads 1 --debug-slow-stage pack --debug-slow-ms 150)
+layers=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['num_hidden_layers'])" \
+  "$shared/models/stories260K/config.json")
 # A killed peer must be noticed quickly: amlq's own watchdog is the fallback.
 export AMLQ_MPI_TIMEOUT=60
 
@@ -21,11 +26,12 @@ mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$work/ref.h5" >/dev/nul
   { tail -20 "$work/ref.log"; exit 1; }
 
 # The stage a run was in, from its work dir: measure rows, then plan.json, then
-# sealed pack layers, then the output file.
+# sealed pack layers (all of them: the final write), then the output file.
 stage_of() {  # OUT
-  local out=$1
+  local out=$1 sealed
+  sealed=$(find "$out.work/pack" -name '*.seal.json' 2>/dev/null | wc -l)
   if [[ -e $out ]]; then echo "eval"
-  elif compgen -G "$out.work/pack/*.seal.json" >/dev/null; then echo "pack/write"
+  elif ((sealed == layers)); then echo "write"
   elif [[ -e $out.work/plan.json ]]; then echo "pack"
   elif compgen -G "$out.work/measure/*.json" >/dev/null; then echo "measure"
   else echo "startup"
@@ -44,7 +50,8 @@ seed = int(sys.argv[1])
 r = random.Random(seed)
 target, marker = [('measure', 'measure'), ('pack', 'plan.json'),
                   ('write', 'pack/layer_00004.h5.seal.json')][seed % 3]
-delay = r.uniform(0.0, 0.1 if target == 'measure' else 0.2)  # measure: from the work dir's creation
+# measure: from the measure folder's creation; pack: from the plan (pack lasts >= 0.45 s)
+delay = r.uniform(0.0, {'measure': 0.1, 'pack': 0.5, 'write': 0.2}[target])
 print(target, marker, f'{delay:.2f}', r.randrange(2), sep='|')" "$seed")
   mpirun -np 2 --oversubscribe "$amlq" "${args[@]}" --out "$out" >"$work/s$seed.kill.out" 2>"$work/s$seed.kill.log" &
   job=$!
