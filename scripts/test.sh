@@ -13,12 +13,20 @@ if [ "${1:-}" = "--sanitize" ]; then
   shift
   export AMLQ_BUILD_DIR=${AMLQ_SANITIZE_BUILD_DIR:-build-sanitize}
   export AMLQ_CMAKE_ARGS="-DAMLQ_SANITIZE=address,undefined -DAMLQ_CUDA=OFF -DAMLQ_BUILD_BENCH=OFF ${AMLQ_CMAKE_ARGS:-}"
-  scripts/setup.sh
+  # Set before the build: CMake's test discovery already runs the sanitized binaries.
   # Leaks inside Open MPI and libhdf5 (allocated at MPI_Init / library init, never freed) are not ours:
   # tests/sanitize/lsan.supp lists them by library; anything leaked from amlq's code still fails.
+  # Open MPI unloads its plugins (mca_*.so) at MPI_Finalize, which leaves their allocations with
+  # no library to match a suppression against: keep them loaded.
+  export OMPI_MCA_mca_base_component_disable_dlclose=1 PMIX_MCA_mca_base_component_disable_dlclose=1
   export LSAN_OPTIONS="suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0"
-  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
+  # fast_unwind_on_malloc=0: the frame-pointer unwinder stops at the first frame of a library built
+  # without frame pointers (Open MPI, libhdf5), so their allocations would show no library to match.
+  export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+  symbolizer=$(command -v llvm-symbolizer-14 || command -v llvm-symbolizer || true)
+  [ -n "$symbolizer" ] && export ASAN_SYMBOLIZER_PATH=$symbolizer
+  scripts/setup.sh
   cd "$AMLQ_BUILD_DIR"
   if (($#)); then
     ctest --output-on-failure -j "${AMLQ_TEST_JOBS:-2}" "$@"

@@ -39,7 +39,7 @@ template <typename T>
 void take(std::span<const std::byte>& in, T* data, size_t n) {
   const size_t bytes = n * sizeof(T);
   AMLQ_ASSERT(in.size() >= bytes, "truncated node message ({} bytes left, {} needed)", in.size(), bytes);
-  std::memcpy(data, in.data(), bytes);
+  if (bytes > 0) std::memcpy(data, in.data(), bytes);  // an empty vector's data() may be null
   in = in.subspan(bytes);
 }
 
