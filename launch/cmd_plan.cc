@@ -33,12 +33,13 @@ struct PlanCliOptions {
   std::string host_mem;    // "": this machine's memory
   std::string disk;
   std::string recipes = "default";
-  std::string search = "minmax";
+  std::string search = "minsum";
   double target_bpw = 3.0;
   int calib_samples = 128;
   int calib_seqlen = 256;
   int batch = 8;
   int samples_per_block = 8;
+  int sensitivity_windows = 4;
   std::string sequential = "none";
   std::string memory_turns = "auto";
   int layers_per_rank = 0;
@@ -142,6 +143,7 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   job.memory_turns = parse_turn_mode(o.memory_turns);
   job.batch = o.batch;
   job.samples_per_block = o.samples_per_block;
+  job.sensitivity_windows = o.sensitivity_windows;
   job.replicas = o.replicas;
   job.layers_per_rank = o.layers_per_rank;
   job.threads = resolve_threads(o.threads > 0 ? o.threads : global.threads);
@@ -208,13 +210,16 @@ void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   cmd->add_option("--disk", o->disk, "Free disk for the work directory and the output (default: not checked)");
   cmd->add_option("--recipes", o->recipes, "Recipe space: a name in configs/recipes or a TOML file")
       ->capture_default_str();
-  cmd->add_option("--search", o->search, "minmax | minsum | minsum-lagrange | uniform:<spec>[-r<rank>]")
+  cmd->add_option("--search", o->search, "minsum | minsum-unweighted | minmax | minmax-weighted | minsum-lagrange | uniform:<spec>[-r<rank>]")
       ->capture_default_str();
   cmd->add_option("--target-bpw", o->target_bpw, "Average bits per weight (sizes the packed output)")
       ->capture_default_str();
   cmd->add_option("--calib-samples", o->calib_samples, "Calibration samples")->capture_default_str();
   cmd->add_option("--calib-seqlen", o->calib_seqlen, "Tokens per calibration sample")->capture_default_str();
   cmd->add_option("--batch", o->batch, "Sequences per forward batch")->capture_default_str();
+  cmd->add_option("--sensitivity-windows", o->sensitivity_windows, "Loss-sensitivity probe windows (0: none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--samples-per-block", o->samples_per_block, "Samples per Hessian accumulation block")
       ->capture_default_str();
   cmd->add_option("--sequential", o->sequential, "Statistics of the pack pass: none, layer or true")

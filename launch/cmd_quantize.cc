@@ -36,7 +36,7 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_flag("--calib-consecutive", o.consecutive, "Consecutive windows instead of random offsets");
   cmd->add_option("--target-bpw", j.target_bpw, "Average bits per weight to fit (quantized linears)")
       ->capture_default_str();
-  cmd->add_option("--search", j.search, "minmax | minsum | minsum-lagrange | uniform:<spec>[-r<rank>]")
+  cmd->add_option("--search", j.search, "minsum (loss-weighted) | minsum-unweighted | minmax | minmax-weighted | minsum-lagrange | uniform:<spec>[-r<rank>]")
       ->capture_default_str();
   cmd->add_option("--recipes", j.recipes, "Recipe space: a name in configs/recipes (default, fast) or a TOML file")
       ->capture_default_str();
@@ -60,6 +60,11 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
                   "exact, or approx: errors from GPTQ's float32 scaled errors (faster, ~1e-5 relative)")
       ->capture_default_str()
       ->check(CLI::IsMember({"exact", "approx"}));
+  cmd->add_option("--sensitivity-windows", j.sensitivity_windows,
+                  "Held-out calibration windows for each linear's loss-sensitivity probe (0: no probes; the weighted "
+                  "searches then weigh every linear alike)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
   cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (default: the global --threads)");
   cmd->add_option("--samples-per-block", j.samples_per_block,

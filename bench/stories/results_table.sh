@@ -50,7 +50,7 @@ done
 for lr in svd l2qer whiten; do
   run "gptq-3b-g64-$lr-r8" --lowrank "$lr" --recipes fast --search uniform:3b-g64-r8 --target-bpw 8
 done
-for search in minmax minsum; do
+for search in minmax minmax-weighted minsum-unweighted minsum; do
   for bpw in 2.5 3.0 3.5 4.25; do
     run "$search-$bpw" --lowrank whiten --recipes default --search "$search" --target-bpw "$bpw"
   done

@@ -1,5 +1,6 @@
 // Reads and validates the quantized-model file (docs/FORMAT.md). Every problem
 // becomes one Input error "<file>: <object>: <what is wrong>".
+#include <cmath>
 #include <filesystem>
 
 #include "io/hdf5/format_names.h"
@@ -259,6 +260,12 @@ MeasurementTable read_measurements(hid_t file) {
   const auto n_layers = static_cast<int64_t>(names.size());
   const auto rows = column<int32_t>(layers.get(), lw, "rows", n_layers);
   const auto cols = column<int32_t>(layers.get(), lw, "cols", n_layers);
+  // Optional: present when the loss sensitivities were measured.
+  const bool sensitive = h5::link_exists(layers.get(), "alpha");
+  const auto alpha = sensitive ? column<double>(layers.get(), lw, "alpha", n_layers)
+                               : std::vector<double>(static_cast<size_t>(n_layers), 0.0);
+  const auto alpha_linearity = sensitive ? column<double>(layers.get(), lw, "alpha_linearity", n_layers)
+                                         : std::vector<double>(static_cast<size_t>(n_layers), 0.0);
 
   const Group candidates = group_at(m.get(), "candidates", cw);
   const auto layer = column<int32_t>(candidates.get(), cw, "layer", -1);
@@ -283,7 +290,11 @@ MeasurementTable read_measurements(hid_t file) {
   const auto fraction = column<double>(parts.get(), pw, "fraction", n_parts);
 
   MeasurementTable table(names.size());
-  for (int64_t l = 0; l < n_layers; ++l) table[l] = {names[l], rows[l], cols[l], {}};
+  for (int64_t l = 0; l < n_layers; ++l) {
+    if (!std::isfinite(alpha[l]) || alpha[l] < 0)
+      AMLQ_FAIL(Input, "{}/alpha[{}] = {} is not a finite number >= 0", lw, l, alpha[l]);
+    table[l] = {names[l], rows[l], cols[l], {}, alpha[l], alpha_linearity[l]};
+  }
   int64_t next_part = 0;
   for (int64_t c = 0; c < n; ++c) {
     if (layer[c] < 0 || layer[c] >= n_layers || (c > 0 && layer[c] < layer[c - 1]))

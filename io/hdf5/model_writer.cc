@@ -129,13 +129,16 @@ void write_measurements(hid_t file, const MeasurementTable& table) {
   const Group m = create_group(file, "measurements");
   std::vector<std::string> names, specs;
   std::vector<int32_t> rows, cols, layer, rank, num_parts, bits, group;
-  std::vector<double> bpw, eps, eps_stderr, fraction;
-  bool sampled = false;
+  std::vector<double> bpw, eps, eps_stderr, fraction, alpha, alpha_linearity;
+  bool sampled = false, sensitive = false;
   std::vector<uint8_t> symmetric, act_order, static_groups;
   for (size_t l = 0; l < table.size(); ++l) {
     names.push_back(table[l].name);
     rows.push_back(table[l].rows);
     cols.push_back(table[l].cols);
+    alpha.push_back(table[l].alpha);
+    alpha_linearity.push_back(table[l].alpha_linearity);
+    sensitive = sensitive || table[l].alpha != 0;
     for (const Candidate& c : table[l].candidates) {
       layer.push_back(static_cast<int32_t>(l));
       specs.push_back(c.spec.label());
@@ -159,6 +162,10 @@ void write_measurements(hid_t file, const MeasurementTable& table) {
   write_string_column(layers.get(), "name", names);
   write_column(layers.get(), "rows", rows);
   write_column(layers.get(), "cols", cols);
+  if (sensitive) {  // optional: loss sensitivities from the noise probes
+    write_column(layers.get(), "alpha", alpha);
+    write_column(layers.get(), "alpha_linearity", alpha_linearity);
+  }
   const Group candidates = create_group(m.get(), "candidates");
   write_column(candidates.get(), "layer", layer);
   write_string_column(candidates.get(), "spec", specs);

@@ -34,7 +34,8 @@ void linear_forward(Backend& backend, const LinearWeights& weights, const Matrix
 }
 
 void decoder_layer_forward(Backend& backend, const ModelConfig& config, const DecoderLayerWeights& layer,
-                           const RopeTables& rope, MatrixF& hidden, int batch, int seqlen, LayerInputs* captured) {
+                           const RopeTables& rope, MatrixF& hidden, int batch, int seqlen, LayerInputs* captured,
+                           const LinearOutputHook* hook) {
   const Eigen::Index tokens = static_cast<Eigen::Index>(batch) * seqlen;
   AMLQ_ASSERT(hidden.rows() == tokens && hidden.cols() == config.hidden_size, "hidden is {}x{}, expected {}x{}",
               hidden.rows(), hidden.cols(), tokens, config.hidden_size);
@@ -47,19 +48,26 @@ void decoder_layer_forward(Backend& backend, const ModelConfig& config, const De
   LayerBuffers& buf = buffers;
   backend.rms_norm(hidden, layer.input_norm, eps, buf.attn_in);
   linear_forward(backend, lin[0], buf.attn_in, buf.q);
+  if (hook) (*hook)(0, buf.attn_in, buf.q);
   linear_forward(backend, lin[1], buf.attn_in, buf.k);
+  if (hook) (*hook)(1, buf.attn_in, buf.k);
   linear_forward(backend, lin[2], buf.attn_in, buf.v);
+  if (hook) (*hook)(2, buf.attn_in, buf.v);
   backend.rope(buf.q, batch, seqlen, heads, head_dim, rope.cos, rope.sin);
   backend.rope(buf.k, batch, seqlen, kv_heads, head_dim, rope.cos, rope.sin);
   backend.attention(buf.q, buf.k, buf.v, batch, seqlen, heads, kv_heads, head_dim, buf.attn_out);
   linear_forward(backend, lin[3], buf.attn_out, buf.projected);
+  if (hook) (*hook)(3, buf.attn_out, buf.projected);
   hidden += buf.projected;
 
   backend.rms_norm(hidden, layer.post_attention_norm, eps, buf.mlp_in);
   linear_forward(backend, lin[4], buf.mlp_in, buf.gate);
+  if (hook) (*hook)(4, buf.mlp_in, buf.gate);
   linear_forward(backend, lin[5], buf.mlp_in, buf.up);
+  if (hook) (*hook)(5, buf.mlp_in, buf.up);
   backend.swiglu(buf.gate, buf.up, buf.mlp_out);
   linear_forward(backend, lin[6], buf.mlp_out, buf.projected);
+  if (hook) (*hook)(6, buf.mlp_out, buf.projected);
   hidden += buf.projected;
 
   if (captured) {

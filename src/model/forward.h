@@ -4,6 +4,7 @@
 // Activations hold `batch` sequences of `seqlen` tokens as consecutive rows
 // (row = b * seqlen + t); every sequence starts at position 0.
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "backend/backend.h"
@@ -25,11 +26,17 @@ struct LayerInputs {
 // y = x W^T + bias, dense or packed (LinearWeights).
 void linear_forward(Backend& backend, const LinearWeights& weights, const MatrixF& x, MatrixF& y);
 
+// Called with each linear's input and output (index in decoder_linears order)
+// before the output is used; it may change the output. The loss-sensitivity
+// probes inject noise this way.
+using LinearOutputHook = std::function<void(int linear, const MatrixF& input, MatrixF& output)>;
+
 // hidden ((batch*seqlen) x hidden_size) <- decoder layer(hidden). rope must have
 // exactly seqlen rows (make_rope_tables(config, seqlen)). With `captured`, the
 // four input sites are stored there (moved, no copies).
 void decoder_layer_forward(Backend& backend, const ModelConfig& config, const DecoderLayerWeights& layer,
-                           const RopeTables& rope, MatrixF& hidden, int batch, int seqlen, LayerInputs* captured);
+                           const RopeTables& rope, MatrixF& hidden, int batch, int seqlen, LayerInputs* captured,
+                           const LinearOutputHook* hook = nullptr);
 
 // The input of one site (attn_in, attn_out, mlp_in or mlp_out) of the layer for
 // `hidden`, computing only as much of the layer as that needs; hidden is not

@@ -155,6 +155,17 @@ void find_fixes(const ModelConfig& config, const PlanInputs& in, const OpRates& 
       break;
     }
   }
+  // Fewer loss-sensitivity probe windows (0: no probes; the searches then
+  // weigh every linear alike): the probe phase holds a chunk of probes.
+  if (host)
+    for (int w = job.sensitivity_windows - 1; w >= 0; --w) {
+      PlanInputs c = in;
+      c.job.sensitivity_windows = w;
+      if (try_fix(config, c, rates, p)) {
+        plan.fixes.push_back({fmt::format("--sensitivity-windows {}", w), effect_of(p, c)});
+        break;
+      }
+    }
   // Fewer Hessian tree nodes per layer: larger accumulation blocks.
   if (host) {
     const int share = job.calib_spec.num_samples / replicas;
@@ -238,26 +249,33 @@ void find_fixes(const ModelConfig& config, const PlanInputs& in, const OpRates& 
   c.job.samples_per_block = share;
   if (replicas > 1 && job.calib_spec.num_samples % (replicas * std::lcm(job.batch, share)) != 0)
     c.job.samples_per_block = job.samples_per_block;
-  // The fewest nodes that fit, at the most ranks per node that do.
+  // The fewest nodes that fit, at the most ranks per node that do; with the
+  // sensitivity probes as asked, else without them.
   const int max_np = replicas * config.num_layers;
-  for (int nodes = plan.nodes; (nodes - 1) * 1 < max_np; ++nodes) {
-    for (int per_node = in.cluster.ranks_per_node; per_node >= 1; --per_node) {
-      const int np = nodes * per_node;
-      if (np % replicas != 0 || np > max_np || np < in.cluster.np / 8) continue;
-      c.cluster.np = np;
-      c.cluster.ranks_per_node = per_node;
-      c.job.layers_per_rank = 0;
-      if (try_fix(config, c, rates, p)) {
-        std::string options = fmt::format("--threads 1 --samples-per-block {} --np {}", c.job.samples_per_block, np);
-        if (per_node != in.cluster.ranks_per_node) options += fmt::format(" --ranks-per-node {}", per_node);
-        plan.fixes.insert(plan.fixes.begin(), PlanFix{options, effect_of(p, c) + " (no single option is enough)"});
-        return;
+  std::vector<int> windows_options = {job.sensitivity_windows};
+  if (job.sensitivity_windows > 0) windows_options.push_back(0);
+  for (int windows : windows_options) {
+    c.job.sensitivity_windows = windows;
+    for (int nodes = plan.nodes; (nodes - 1) * 1 < max_np; ++nodes) {
+      for (int per_node = in.cluster.ranks_per_node; per_node >= 1; --per_node) {
+        const int np = nodes * per_node;
+        if (np % replicas != 0 || np > max_np || np < in.cluster.np / 8) continue;
+        c.cluster.np = np;
+        c.cluster.ranks_per_node = per_node;
+        c.job.layers_per_rank = 0;
+        if (try_fix(config, c, rates, p)) {
+          std::string options = fmt::format("--threads 1 --samples-per-block {} --np {}", c.job.samples_per_block, np);
+          if (per_node != in.cluster.ranks_per_node) options += fmt::format(" --ranks-per-node {}", per_node);
+          if (windows != job.sensitivity_windows) options += fmt::format(" --sensitivity-windows {}", windows);
+          plan.fixes.insert(plan.fixes.begin(), PlanFix{options, effect_of(p, c) + " (no single option is enough)"});
+          return;
+        }
       }
+      if (nodes > 4 * plan.nodes + 64) break;
     }
-    if (nodes > 4 * plan.nodes + 64) break;
   }
-  plan.no_fix = "no option tried (threads, samples per block, calibration samples, ranks, replicas, ranks per node, "
-                "alone or least-memory together) makes it fit; only the hardware above does";
+  plan.no_fix = "no option tried (threads, sensitivity windows, samples per block, calibration samples, ranks, "
+                "replicas, ranks per node, alone or least-memory together) makes it fit; only the hardware above does";
 }
 
 std::string bytes(int64_t b) { return format_bytes(static_cast<double>(b)); }

@@ -1,5 +1,6 @@
 #include "pipeline/json_checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -23,7 +24,13 @@ nlohmann::json table_to_json(const MeasurementTable& table) {
         candidates.push_back({c.spec.label(), c.rank, c.bpw, c.eps});
       }
     }
-    rows.push_back({{"name", layer.name}, {"rows", layer.rows}, {"cols", layer.cols}, {"candidates", candidates}});
+    nlohmann::json row = {{"name", layer.name}, {"rows", layer.rows}, {"cols", layer.cols}, {"candidates", candidates}};
+    // Sensitivities only once measured, so that measure checkpoints keep their form.
+    if (layer.alpha != 0) {
+      row["alpha"] = layer.alpha;
+      row["alpha_linearity"] = layer.alpha_linearity;
+    }
+    rows.push_back(std::move(row));
   }
   return rows;
 }
@@ -41,6 +48,12 @@ MeasurementTable table_from_json(const nlohmann::json& j, const std::string& ori
     const std::string where = fmt::format("{} (layer '{}')", origin, layer.name);
     layer.rows = json_field<int>(row, "rows", where);
     layer.cols = json_field<int>(row, "cols", where);
+    if (row.is_object() && row.contains("alpha")) {
+      layer.alpha = json_field<double>(row, "alpha", where);
+      layer.alpha_linearity = json_field<double>(row, "alpha_linearity", where);
+      if (!std::isfinite(layer.alpha) || layer.alpha < 0)
+        AMLQ_FAIL(Input, "{}: alpha = {} is not a finite number >= 0", where, layer.alpha);
+    }
     const auto& candidates = json_member(row, "candidates", where);
     if (!candidates.is_array()) AMLQ_FAIL(Input, "{}: 'candidates' is not an array", where);
     for (const auto& c : candidates) {
@@ -67,7 +80,8 @@ MeasurementTable table_from_json(const nlohmann::json& j, const std::string& ori
 nlohmann::json plan_to_json(const SearchResult& plan) {
   return {{"method", plan.method},       {"target_bpw", plan.target_bpw}, {"achieved_bpw", plan.achieved_bpw},
           {"max_eps", plan.max_eps},     {"sum_eps", plan.sum_eps},       {"threshold", plan.threshold},
-          {"choice", plan.choice}};
+          {"choice", plan.choice},       {"loss_weighted", plan.loss_weighted},
+          {"predicted_delta_nll", plan.predicted_delta_nll}};
 }
 
 SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin) {
@@ -78,6 +92,9 @@ SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin) 
   plan.max_eps = json_field<double>(j, "max_eps", origin);
   plan.sum_eps = json_field<double>(j, "sum_eps", origin);
   plan.threshold = json_field<double>(j, "threshold", origin);
+  if (j.contains("loss_weighted")) plan.loss_weighted = json_field<bool>(j, "loss_weighted", origin);
+  if (j.contains("predicted_delta_nll"))
+    plan.predicted_delta_nll = json_field<double>(j, "predicted_delta_nll", origin);
   const auto& choice = json_member(j, "choice", origin);
   if (!choice.is_array()) AMLQ_FAIL(Input, "{}: 'choice' is not an array", origin);
   for (const auto& c : choice) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -16,6 +17,7 @@
 #include "core/parallel.h"
 #include "core/timer.h"
 #include "io/hdf5/quantized_model.h"
+#include "io/json_value.h"
 #include "io/tokenizer/dataset.h"
 #include "io/tokenizer/tokenizer.h"
 #include "model/model_weights.h"
@@ -25,6 +27,7 @@
 #include "pipeline/json_checkpoint.h"
 #include "pipeline/layer_passes.h"
 #include "pipeline/resources.h"
+#include "pipeline/sensitivity.h"
 #include "pipeline/stages.h"
 #include "pipeline/topology.h"
 
@@ -36,6 +39,7 @@ namespace fs = std::filesystem;
 
 constexpr const char* kMeasureTableKind = "amlq-measurements";
 constexpr const char* kPlanKind = "amlq-plan";
+constexpr const char* kSensitivityKind = "amlq-sensitivity";
 
 struct RunContext {
   const QuantizeOptions& options;
@@ -156,6 +160,8 @@ QuantizeReport build_report(const RunContext& ctx, const std::string& calibratio
   report.target_bpw = options.target_bpw;
   report.achieved_bpw = packed.header.achieved_bpw;
   for (const auto& row : table) report.candidates += static_cast<int>(row.candidates.size());
+  report.predicted_delta_nll = plan.predicted_delta_nll;
+  report.loss_weighted = plan.loss_weighted;
   for (size_t i = 0; i < packed.linears.size(); ++i) {
     const auto& l = packed.linears[i];
     ReportLayer r;
@@ -170,10 +176,41 @@ QuantizeReport build_report(const RunContext& ctx, const std::string& calibratio
     r.bpw = l.bpw;
     r.eps = l.eps;
     r.eps_measured = table[i].candidates[static_cast<size_t>(plan.choice[i])].eps;
+    r.alpha = table[i].alpha;
     report.quantized_params += r.numel;
     report.layers.push_back(r);
   }
   return report;
+}
+
+// An array of finite numbers, checked (io/json_value.h).
+std::vector<double> doubles_field(const nlohmann::json& j, const char* key, const std::string& origin) {
+  const auto& a = json_member(j, key, origin);
+  if (!a.is_array()) AMLQ_FAIL(Input, "{}: '{}' is not an array", origin, key);
+  std::vector<double> out;
+  for (const auto& v : a) out.push_back(json_value_as<double>(v, key, origin));
+  return out;
+}
+
+// " q_proj 0.52 (linearity 1.03), k_proj ...": the median alpha of each linear
+// type over the layers, so a user sees where the search will spend bits.
+std::string describe_sensitivities(const MeasurementTable& table) {
+  std::map<std::string, std::vector<std::pair<double, double>>> by_type;
+  std::vector<std::string> order;
+  for (const auto& row : table) {
+    const std::string type = row.name.substr(row.name.rfind('.') + 1);
+    if (!by_type.count(type)) order.push_back(type);
+    by_type[type].push_back({row.alpha, row.alpha_linearity});
+  }
+  std::string out;
+  for (const auto& type : order) {
+    auto v = by_type[type];
+    std::sort(v.begin(), v.end());
+    const auto& mid = v[v.size() / 2];
+    out += fmt::format(" {} {:.3g} (linearity {:.2f}),", type, mid.first, mid.second);
+  }
+  if (!out.empty()) out.pop_back();
+  return out;
 }
 
 // The largest source dtype of the checkpoint's quantized linears, in bytes.
@@ -409,6 +446,63 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   }
   report.seconds.calibrate = pass.times.forward + pass.times.statistics;
   report.seconds.measure = stage.seconds() - report.seconds.calibrate;
+
+  // 2b. loss sensitivity per linear (pipeline/sensitivity.h), for the weighted
+  // searches and the report's predicted loss increase.
+  if (options.sensitivity_windows > 0) {
+    Timer sensitivity_timer;
+    const std::string sensitivity_hash =
+        hash_of({calib_hash, "sensitivity", std::to_string(options.sensitivity_windows),
+                 fmt::format("{:.17g} {:.17g}", kProbeEnergies[0], kProbeEnergies[1])});
+    std::vector<double> alpha, linearity;
+    bool reused = false;
+    if (coordinator && reuse(StageLimit::Measure)) {
+      CheckpointCheck check;
+      if (const auto payload =
+              read_checkpoint_json(ctx.work.sensitivity(), kSensitivityKind, sensitivity_hash, check)) {
+        alpha = doubles_field(*payload, "alpha", ctx.work.sensitivity());
+        linearity = doubles_field(*payload, "linearity", ctx.work.sensitivity());
+        reused = alpha.size() == table.size() && linearity.size() == table.size();
+        if (!reused) AMLQ_LOG_WARN("{}: holds {} linears, the model {}: recomputing", ctx.work.sensitivity(),
+                                   alpha.size(), table.size());
+      } else {
+        report_check(check);
+      }
+    }
+    reused = agree(world, reused);
+    if (reused) {
+      report.resumed.push_back("sensitivity");
+      AMLQ_LOG_INFO("sensitivity: reusing {}", ctx.work.sensitivity());
+    } else {
+      std::vector<std::vector<int32_t>> windows;
+      if (topo.replica == 0 && (topo.first_stage() || topo.last_stage()))
+        windows = probe_windows(load_ids(options.model, options.calib, ctx.config.vocab_size), cs,
+                                options.sensitivity_windows);
+      AMLQ_LOG_INFO("sensitivity: noise probes of every linear on {} held-out window(s) of {} tokens",
+                    options.sensitivity_windows, cs.seqlen);
+      const SensitivityResult r = sensitivity_pass(pass, windows);
+      alpha = r.alpha;
+      linearity = r.linearity;
+      if (coordinator) {
+        if (r.floored > 0)
+          AMLQ_LOG_WARN("sensitivity: {} of {} linears measured alpha <= 1% of the median (probe noise); raised to "
+                        "that floor",
+                        r.floored, alpha.size());
+        write_checkpoint_json(ctx.work.sensitivity(), kSensitivityKind, sensitivity_hash,
+                              {{"alpha", alpha}, {"linearity", linearity}, {"fp_nll", r.fp_nll},
+                               {"windows", options.sensitivity_windows}, {"energies", kProbeEnergies}});
+      }
+    }
+    if (coordinator) {
+      AMLQ_ASSERT(alpha.size() == table.size(), "{} sensitivities for {} linears", alpha.size(), table.size());
+      for (size_t i = 0; i < table.size(); ++i) {
+        table[i].alpha = alpha[i];
+        table[i].alpha_linearity = linearity[i];
+      }
+      AMLQ_LOG_INFO("sensitivity: alpha per linear type (median over layers):{}", describe_sensitivities(table));
+    }
+    report.seconds.sensitivity = sensitivity_timer.seconds();
+  }
   if (limit == StageLimit::Measure) return report;
 
   // 3. search on the coordinator; the plan (and the table it refers to) goes to everybody.

@@ -34,7 +34,10 @@ struct QuantizeOptions {
   std::string calib;         // calibration data: text or ids (.u16/.u32/.npy)
   CalibrationSpec calib_spec{128, 256, 0, true};
   double target_bpw = 3.0;
-  std::string search = "minmax";  // minmax | minsum | minsum-lagrange | uniform:<spec>[-r<k>]
+  // minsum (loss-weighted) | minsum-unweighted | minmax | minmax-weighted |
+  // minsum-lagrange | uniform:<spec>[-r<k>] (search/search.h). The default is
+  // what bench/search/evidence.sh supports (README, "Does the search pay?").
+  std::string search = "minsum";
   std::string recipes = "default";  // recipe space name or TOML path
   bool rtn = false;                  // quantizer: RTN instead of GPTQ
   LowRankMethod lowrank = LowRankMethod::Whiten;
@@ -48,6 +51,10 @@ struct QuantizeOptions {
   double measure_rows = 1.0;
   int measure_rows_min = 256;  // never fewer rows than this (measured_rows in pipeline/measure_site.h)
   ErrorMode measure_errors = ErrorMode::Exact;
+  // Loss-sensitivity probes (pipeline/sensitivity.h): held-out calibration
+  // windows each linear's noise probe runs on; 0 skips them (the weighted
+  // searches then fall back to unweighted errors).
+  int sensitivity_windows = 4;
   int batch = 8;                     // sequences per forward batch
   int threads = 0;                   // worker threads per rank (0: all cores)
   int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)

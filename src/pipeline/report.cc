@@ -26,6 +26,8 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
   j["quantized_params"] = r.quantized_params;
   j["candidates_measured"] = r.candidates;
   j["ranks"] = r.ranks;
+  j["loss_weighted"] = r.loss_weighted;
+  j["predicted_delta_nll"] = r.predicted_delta_nll;
   if (r.eval) {
     j["fp_ppl"] = r.eval->fp_ppl;
     j["quantized_ppl"] = r.eval->quantized_ppl;
@@ -34,12 +36,14 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
                  {"windows", r.eval->windows},
                  {"scored_tokens", r.eval->scored_tokens},
                  {"fp_mean_nll", r.eval->fp_nll},
-                 {"quantized_mean_nll", r.eval->quantized_nll}};
+                 {"quantized_mean_nll", r.eval->quantized_nll},
+                 {"measured_delta_nll", r.eval->quantized_nll - r.eval->fp_nll}};
   } else {
     j["fp_ppl"] = nullptr;
     j["quantized_ppl"] = nullptr;
   }
-  j["seconds"] = {{"calibrate", r.seconds.calibrate}, {"measure", r.seconds.measure}, {"search", r.seconds.search},
+  j["seconds"] = {{"calibrate", r.seconds.calibrate}, {"measure", r.seconds.measure},
+                  {"sensitivity", r.seconds.sensitivity}, {"search", r.seconds.search},
                   {"pack", r.seconds.pack},           {"eval", r.seconds.eval},       {"total", r.seconds.total}};
   j["resumed_stages"] = r.resumed;
   auto& resources = j["resources"] = nlohmann::ordered_json::object();
@@ -65,6 +69,7 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
                       {"bpw", l.bpw},
                       {"eps", l.eps},
                       {"eps_measured", l.eps_measured},
+                      {"alpha", l.alpha},
                       {"params", l.numel}});
   return j;
 }
@@ -86,9 +91,14 @@ std::string report_table(const QuantizeReport& r) {
                        r.eval->fp_ppl, r.eval->quantized_ppl, 100.0 * (r.eval->quantized_ppl / r.eval->fp_ppl - 1.0),
                        r.eval->windows, r.eval->seqlen, r.eval->data);
   }
-  out += fmt::format("seconds         calibrate {:.1f}, measure {:.1f}, search {:.2f}, pack {:.1f}, eval {:.1f}, total {:.1f}\n",
-                     r.seconds.calibrate, r.seconds.measure, r.seconds.search, r.seconds.pack, r.seconds.eval,
-                     r.seconds.total);
+  if (r.predicted_delta_nll > 0)
+    out += fmt::format("loss increase   predicted {:.4f} nats/token from the sensitivities{}{}\n", r.predicted_delta_nll,
+                       r.eval ? fmt::format(", measured {:.4f}", r.eval->quantized_nll - r.eval->fp_nll) : "",
+                       r.loss_weighted ? " (the search minimized it)" : "");
+  out += fmt::format("seconds         calibrate {:.1f}, measure {:.1f}, sensitivity {:.1f}, search {:.2f}, pack {:.1f}, "
+                     "eval {:.1f}, total {:.1f}\n",
+                     r.seconds.calibrate, r.seconds.measure, r.seconds.sensitivity, r.seconds.search, r.seconds.pack,
+                     r.seconds.eval, r.seconds.total);
   if (!r.resumed.empty()) out += fmt::format("resumed         {}\n", fmt::join(r.resumed, ", "));
   for (const auto& rr : r.rank_resources)
     out += fmt::format("memory          rank {} layers {}: peak RSS {} (predicted {}, {}){}{}\n", rr.rank, rr.layers,

@@ -22,10 +22,11 @@ struct ReportLayer {
   double bpw = 0;
   double eps_measured = 0;  // what the search saw
   double eps = 0;           // of the stored result
+  double alpha = 0;         // loss sensitivity (0: not measured)
 };
 
 struct StageSeconds {
-  double calibrate = 0, measure = 0, search = 0, pack = 0, eval = 0, total = 0;
+  double calibrate = 0, measure = 0, sensitivity = 0, search = 0, pack = 0, eval = 0, total = 0;
 };
 
 struct EvalSummary {
@@ -66,6 +67,10 @@ struct QuantizeReport {
   double achieved_bpw = 0;
   int64_t quantized_params = 0;
   int candidates = 0;  // measured (spec, rank) pairs over all layers
+  // sum_l alpha_l * eps_l of the plan: the mean token NLL increase the loss
+  // sensitivities predict (0 without them); compare eval's measured increase.
+  double predicted_delta_nll = 0;
+  bool loss_weighted = false;  // the search minimized alpha * eps
   std::vector<ReportLayer> layers;
   std::optional<EvalSummary> eval;
   StageSeconds seconds;

@@ -1,4 +1,5 @@
 #include "pipeline/resources.h"
+#include "pipeline/sensitivity.h"
 
 #include <fmt/format.h>
 
@@ -120,6 +121,7 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   in.samples = options.calib_spec.num_samples;
   in.seqlen = options.calib_spec.seqlen;
   in.batch = options.batch;
+  in.sensitivity_windows = options.sensitivity_windows;
   in.samples_per_block = options.samples_per_block;
   in.threads = resolve_threads(options.threads);
   in.weight_bytes = weight_bytes;
@@ -293,6 +295,44 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
                          sq(site_dim(s, site)) * 8 * in.column_orders},
                         {fmt::format("pack working set x {} worker(s)", workers), worst * workers}}};
       r.phases.push_back(pack);
+    }
+
+    // Sensitivity probes (pipeline/sensitivity.h), replica 0 only: the probes in
+    // flight (a chunk, or the stage's own started ones: at most a chunk plus one
+    // layer's linears), one layer in float32, the forward buffers of one probe
+    // variant, the noise of the largest linear, and on the last stage the head in
+    // float32 and one window's logits.
+    if (in.sensitivity_windows > 0 && topo.replica == 0) {
+      const int per_layer = static_cast<int>(s.linears.size());
+      const int chunk = probes_per_chunk(config, in.sensitivity_windows, in.seqlen);
+      const int64_t probe_tokens = int64_t{kProbeVariants} * in.sensitivity_windows * in.seqlen;
+      const int own = std::min(per_layer * layers.size(), chunk + per_layer - 1);
+      const int incoming = std::min(chunk, per_layer * layers.first);  // the earlier stages' probes
+      const int in_flight = std::max(own, incoming);
+      int64_t largest = 0, widest = 0;
+      for (const auto& l : s.linears) {
+        largest = std::max<int64_t>(largest, int64_t{l.rows} * l.cols);
+        widest = std::max<int64_t>(widest, l.rows);
+      }
+      // The head in float32, its source pages (tied: the embedding's), one window's logits and their copy.
+      const int64_t head = topo.last_stage() ? static_cast<int64_t>(s.vocab * s.h * (4 + in.weight_bytes)) +
+                                                   int64_t{in.seqlen} * s.vocab * 4 * 2
+                                             : 0;
+      r.phases.push_back(
+          {"sensitivity probes",
+           {runtime,
+            mapped,
+            layer_f32,
+            {fmt::format("{} probe(s) in flight ({} tokens each) and the FP walk", in_flight, probe_tokens),
+             (in_flight * probe_tokens + probe_tokens / kProbeVariants) * s.h * 4},
+            // Measured on tests/pipeline/memory_bound_test.sh: ~12 MiB above the
+            // terms here at 14 probes of 16 MiB; one probe's size covers it.
+            {"heap slack (one probe)", probe_tokens * s.h * 4},
+            {"forward buffers of one probe variant (and its copy)",
+             probe_tokens / kProbeVariants * (5 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
+            {"probe noise of the largest linear (D and X D^T)",
+             largest * 4 + probe_tokens / kProbeVariants * widest * 4},
+            {"head in float32 (and its pages) and one window's logits (last stage)", head}}});
     }
 
     // Write: passthrough copies (embedding on stage 0, head on the last stage) and one packed linear.

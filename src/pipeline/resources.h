@@ -32,6 +32,7 @@ struct ResourceInputs {
   int column_orders = 1;        // distinct column orders among them (act-order or not): factors per site
   double measure_rows = 1;      // --measure-rows
   int measure_rows_min = 256;   // --measure-rows-min
+  int sensitivity_windows = 0;  // --sensitivity-windows (0: no probe phase)
   double output_bpw = 4.5;      // for the packed size (pack checkpoints, output file)
   SequentialMode sequential = SequentialMode::None;
   // Resident memory of the process before any work: shared libraries (the CUDA

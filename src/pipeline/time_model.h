@@ -60,7 +60,7 @@ struct TimeInputs {
   bool rtn = false;
   int pack_rank = -1;       // rank charged per packed linear; -1: the largest measured
   int ranks_per_node = 1;   // ranks sharing one node's disk
-  std::string search = "minmax";
+  std::string search = "minsum";
   MeasureAlgorithm algorithm;
 };
 

@@ -4,6 +4,7 @@
 // at a time and only small per-layer results are kept (docs/DISTRIBUTED.md).
 //   measure/layer_NNNNN.json          measurement rows of one decoder layer
 //   measure.json                      the whole measurement table (rank 0)
+//   sensitivity.json                  loss sensitivity per linear (rank 0)
 //   plan.json                         the search result
 //   pack/layer_NNNNN.h5 (+ .seal.json) the packed linears of one layer (removed
 //                                     once the output file is complete)
@@ -21,6 +22,7 @@ struct WorkDir {
   std::string pack_layer(int layer) const;
   std::string calib_layer(int layer) const;
   std::string measure_table() const { return root + "/measure.json"; }
+  std::string sensitivity() const { return root + "/sensitivity.json"; }
   std::string plan() const { return root + "/plan.json"; }
   std::string fp_eval() const { return root + "/fp_eval.json"; }
   // Creates root and its subfolders (Output error naming the folder on failure).

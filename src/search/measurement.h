@@ -28,6 +28,13 @@ struct LayerMeasurement {
   int cols = 0;
   int64_t numel() const { return static_cast<int64_t>(rows) * cols; }
   std::vector<Candidate> candidates;
+  // Loss sensitivity (METHOD.md 7, "loss-weighted min-sum"): the increase of the
+  // model's mean token NLL per unit of this linear's eps, from noise probes
+  // (pipeline/sensitivity.h). 0 when it was not measured.
+  double alpha = 0;
+  // The probes' slope at the larger noise energy over the slope at the smaller:
+  // 1 when the loss is linear in eps over that range. 0 when not measured.
+  double alpha_linearity = 0;
   bool operator==(const LayerMeasurement&) const = default;
 };
 

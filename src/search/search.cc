@@ -455,24 +455,82 @@ std::pair<QuantSpec, int> parse_uniform_search(const std::string& method) {
   return {QuantSpec::parse(label), rank};
 }
 
+bool has_sensitivities(const MeasurementTable& table) {
+  return !table.empty() && std::all_of(table.begin(), table.end(), [](const LayerMeasurement& l) {
+    return std::isfinite(l.alpha) && l.alpha > 0;
+  });
+}
+
+MeasurementTable loss_weighted(const MeasurementTable& table) {
+  AMLQ_ASSERT(has_sensitivities(table), "loss_weighted needs alpha > 0 for every linear");
+  MeasurementTable out = table;
+  for (auto& layer : out)
+    for (auto& c : layer.candidates) {
+      c.eps *= layer.alpha;
+      c.eps_stderr *= layer.alpha;
+    }
+  return out;
+}
+
+double predicted_delta_nll(const MeasurementTable& table, const std::vector<int>& choice) {
+  if (!has_sensitivities(table)) return 0;
+  AMLQ_ASSERT(choice.size() == table.size(), "choice has {} layers, table {}", choice.size(), table.size());
+  double sum = 0;
+  for (size_t l = 0; l < table.size(); ++l) sum += table[l].alpha * table[l].candidates[choice[l]].eps;
+  return sum;
+}
+
+namespace {
+
+// A search run on alpha-weighted errors, summarized in plain eps again (the
+// threshold of a weighted minmax stays in alpha * eps).
+SearchResult weighted_search(const MeasurementTable& table, const std::string& method, double target_bpw) {
+  const MeasurementTable weighted = loss_weighted(table);
+  const bool minmax = method == "minmax-weighted";
+  const SearchResult w = minmax ? search_minmax(weighted, target_bpw) : search_minsum(weighted, target_bpw);
+  SearchResult r = summarize(table, w.choice, method, target_bpw);
+  if (minmax) r.threshold = w.threshold;
+  r.loss_weighted = true;
+  return r;
+}
+
+}  // namespace
+
 SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw) {
-  if (method == "minmax") return search_minmax(table, target_bpw);
-  if (method == "minsum") return search_minsum(table, target_bpw);
-  if (method == "minsum-lagrange") return search_minsum_lagrange(table, target_bpw);
+  SearchResult r;
   const std::string prefix = "uniform:";
-  if (method.starts_with(prefix)) {
+  if (method == "minmax") {
+    r = search_minmax(table, target_bpw);
+  } else if (method == "minsum" || method == "minmax-weighted") {
+    if (has_sensitivities(table)) {
+      r = weighted_search(table, method, target_bpw);
+    } else {
+      AMLQ_LOG_WARN("{}: the measurements hold no loss sensitivities (--sensitivity-windows 0, or an older file): "
+                    "every linear's eps is weighed alike",
+                    method);
+      r = method == "minsum" ? search_minsum(table, target_bpw) : search_minmax(table, target_bpw);
+      r.method = method;
+    }
+  } else if (method == "minsum-unweighted") {
+    r = search_minsum(table, target_bpw);
+    r.method = method;
+  } else if (method == "minsum-lagrange") {
+    r = search_minsum_lagrange(table, target_bpw);
+  } else if (method.starts_with(prefix)) {
     const auto [spec, rank] = parse_uniform_search(method);
-    SearchResult r = search_uniform(table, spec, rank);
+    r = search_uniform(table, spec, rank);
     if (target_bpw > 0 && r.achieved_bpw > target_bpw + kBudgetToleranceBpw)
       AMLQ_LOG_WARN("{} gives {:.4f} bpw, above the target {:.4f} (uniform ignores the target)", method,
                     r.achieved_bpw, target_bpw);
     r.target_bpw = target_bpw;
-    return r;
+  } else {
+    AMLQ_FAIL(Usage,
+              "unknown search method '{}' (expected minsum, minsum-unweighted, minmax, minmax-weighted, "
+              "minsum-lagrange or uniform:<spec>[-r<rank>], e.g. uniform:4b-g128-r8)",
+              method);
   }
-  AMLQ_FAIL(Usage,
-            "unknown search method '{}' (expected minmax, minsum, minsum-lagrange or uniform:<spec>[-r<rank>], "
-            "e.g. uniform:4b-g128-r8)",
-            method);
+  r.predicted_delta_nll = predicted_delta_nll(table, r.choice);
+  return r;
 }
 
 std::string format_allocation(const MeasurementTable& table, const SearchResult& result) {
@@ -498,7 +556,8 @@ std::string format_allocation(const MeasurementTable& table, const SearchResult&
                      weights, result.achieved_bpw);
   if (result.target_bpw > 0) out += fmt::format(" (target {:.4f})", result.target_bpw);
   out += fmt::format(", max eps {:.4e}, sum eps {:.4e}", result.max_eps, result.sum_eps);
-  if (result.method == "minmax") out += fmt::format(", threshold {:.4e}", result.threshold);
+  if (result.method.starts_with("minmax")) out += fmt::format(", threshold {:.4e}", result.threshold);
+  if (result.predicted_delta_nll > 0) out += fmt::format(", predicted NLL increase {:.4f}", result.predicted_delta_nll);
   out += "\n";
   return out;
 }

@@ -28,7 +28,11 @@ struct SearchResult {
   double max_eps = 0;
   double sum_eps = 0;
   double threshold = 0;     // minmax: the smallest feasible tau (== max_eps); others: max_eps
-  std::string method;       // "minmax", "minsum", "minsum-lagrange", "uniform:<label>[-r<k>]"
+  std::string method;       // as asked: "minsum", "minmax", "minsum-unweighted", ... (run_search)
+  bool loss_weighted = false;  // the objective was alpha * eps (else eps)
+  // sum_l alpha_l * eps_l of the choice: the mean token NLL increase the
+  // sensitivities predict (0 when the table has none).
+  double predicted_delta_nll = 0;
   std::vector<LayerChoice> layer_choices() const;
 };
 
@@ -87,9 +91,23 @@ SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec
 // "uniform:<spec label>[-r<rank>]" -> (spec, rank). Throws Usage when malformed.
 std::pair<QuantSpec, int> parse_uniform_search(const std::string& method);
 
-// method: "minmax" | "minsum" | "minsum-lagrange" | "uniform:<spec label>[-r<rank>]"
-// (e.g. "uniform:4b-g128-r8"). Throws Usage on an unknown method. For
-// uniform, target_bpw is not enforced (a warning is logged when exceeded).
+// Whether every linear has a loss sensitivity alpha > 0 (pipeline/sensitivity.h).
+bool has_sensitivities(const MeasurementTable& table);
+// The table with every candidate's eps (and stderr) multiplied by its linear's alpha.
+MeasurementTable loss_weighted(const MeasurementTable& table);
+// sum_l alpha_l * eps_l(choice); 0 without sensitivities.
+double predicted_delta_nll(const MeasurementTable& table, const std::vector<int>& choice);
+
+// method:
+//   "minsum"            min sum alpha_l eps_l (loss-weighted, METHOD.md 7); without
+//                       sensitivities in the table, min sum eps with a warning
+//   "minsum-unweighted" min sum eps
+//   "minmax"            AMLQ's min-max threshold on eps
+//   "minmax-weighted"   the same threshold on alpha_l * eps_l
+//   "minsum-lagrange"   min sum eps by Lagrangian relaxation only
+//   "uniform:<spec label>[-r<rank>]" (e.g. "uniform:4b-g128-r8")
+// Throws Usage on an unknown method. For uniform, target_bpw is not enforced
+// (a warning is logged when exceeded). Every result carries predicted_delta_nll.
 SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw);
 
 // Per layer: name, spec, rank, bpw, eps; then the totals. For stdout.

@@ -32,6 +32,11 @@ std::string error_of(const std::string& text) {
 TEST(JsonCheckpoint, TableAndPlanRoundTrip) {
   const MeasurementTable table = small_table();
   EXPECT_EQ(table_from_json(table_to_json(table), "t"), table);
+  MeasurementTable with_alpha = table;
+  with_alpha[0].alpha = 0.42;
+  with_alpha[0].alpha_linearity = 1.1;
+  EXPECT_EQ(table_from_json(table_to_json(with_alpha), "t"), with_alpha);
+  EXPECT_FALSE(table_to_json(table)[0].contains("alpha"));  // measure checkpoints keep their form
   SearchResult plan;
   plan.method = "minmax";
   plan.choice = {1, 0, 3};
@@ -39,6 +44,21 @@ TEST(JsonCheckpoint, TableAndPlanRoundTrip) {
   const SearchResult back = plan_from_json(plan_to_json(plan), "p");
   EXPECT_EQ(back.choice, plan.choice);
   EXPECT_EQ(back.method, plan.method);
+  plan.loss_weighted = true;
+  plan.predicted_delta_nll = 0.125;
+  const SearchResult weighted = plan_from_json(plan_to_json(plan), "p");
+  EXPECT_TRUE(weighted.loss_weighted);
+  EXPECT_EQ(weighted.predicted_delta_nll, 0.125);
+}
+
+TEST(JsonCheckpoint, NegativeOrNonFiniteAlphaIsAnInputError) {
+  EXPECT_NE(error_of(R"([{"name":"a","rows":1,"cols":1,"candidates":[["4b-g32",0,4.5,0.1]],"alpha":-1,)"
+                     R"("alpha_linearity":1}])")
+                .find("alpha"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"([{"name":"a","rows":1,"cols":1,"candidates":[["4b-g32",0,4.5,0.1]],"alpha":1}])")
+                .find("alpha_linearity"),
+            std::string::npos);
 }
 
 // Found by fuzzing (tests/fuzz, targets measure_json and plan_json): a bad spec

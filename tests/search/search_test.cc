@@ -368,5 +368,81 @@ TEST(Search, FormatAllocationListsLayersAndTotals) {
   EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 4);
 }
 
+// Two equal-sized linears, two candidates each (2 or 4 bits); the budget (3 bpw)
+// buys 4 bits for one of them. Unweighted, the one whose eps drops more gets it;
+// weighted by alpha, the one whose alpha * eps drops more.
+MeasurementTable sensitivity_table() {
+  MeasurementTable t;
+  t.push_back(layer("a", 16, 16, {cand(2, 0.10), cand(4, 0.01)}));  // saves 0.09 eps
+  t.push_back(layer("b", 16, 16, {cand(2, 0.05), cand(4, 0.01)}));  // saves 0.04 eps
+  return t;
+}
+
+TEST(Search, LossWeightedMinSumSpendsBitsWhereAlphaTimesEpsFalls) {
+  MeasurementTable t = sensitivity_table();
+  const SearchResult plain = run_search(t, "minsum-unweighted", 3.0);
+  EXPECT_EQ(plain.choice, (std::vector<int>{1, 0}));
+  EXPECT_EQ(plain.method, "minsum-unweighted");
+  EXPECT_FALSE(plain.loss_weighted);
+  EXPECT_EQ(plain.predicted_delta_nll, 0);  // no sensitivities: nothing to predict
+  t[0].alpha = 0.1;  // a's error barely costs loss: 0.009 saved
+  t[1].alpha = 1.0;  // b's does: 0.04 saved
+  const SearchResult weighted = run_search(t, "minsum", 3.0);
+  EXPECT_EQ(weighted.choice, (std::vector<int>{0, 1}));
+  EXPECT_TRUE(weighted.loss_weighted);
+  EXPECT_NEAR(weighted.predicted_delta_nll, 0.1 * 0.10 + 1.0 * 0.01, 1e-15);
+  // Reported in plain eps, whatever the objective was.
+  EXPECT_NEAR(weighted.sum_eps, 0.11, 1e-15);
+  EXPECT_NEAR(weighted.max_eps, 0.10, 1e-15);
+  // The unweighted choice is still there, and its prediction is worse.
+  const SearchResult still_plain = run_search(t, "minsum-unweighted", 3.0);
+  EXPECT_EQ(still_plain.choice, (std::vector<int>{1, 0}));
+  EXPECT_GT(still_plain.predicted_delta_nll, weighted.predicted_delta_nll);
+  // minmax-weighted thresholds alpha * eps: a at 2 bits (0.01) beats b at 2 bits (0.05).
+  const SearchResult mm = run_search(t, "minmax-weighted", 3.0);
+  EXPECT_EQ(mm.choice, (std::vector<int>{0, 1}));
+  EXPECT_NEAR(mm.threshold, 0.01, 1e-15);
+  EXPECT_EQ(run_search(t, "minmax", 3.0).choice, (std::vector<int>{1, 0}));
+}
+
+TEST(Search, WeightedMethodsWithoutSensitivitiesFallBackToPlainEps) {
+  const MeasurementTable t = sensitivity_table();
+  EXPECT_FALSE(has_sensitivities(t));
+  const SearchResult r = run_search(t, "minsum", 3.0);
+  EXPECT_EQ(r.choice, (std::vector<int>{1, 0}));
+  EXPECT_FALSE(r.loss_weighted);
+  EXPECT_EQ(r.method, "minsum");
+  MeasurementTable partial = t;
+  partial[0].alpha = 1;  // one linear without alpha is no table of sensitivities
+  EXPECT_FALSE(has_sensitivities(partial));
+  EXPECT_EQ(run_search(partial, "minmax-weighted", 3.0).choice, run_search(t, "minmax", 3.0).choice);
+}
+
+TEST(Search, LossWeightedMinSumMatchesBruteForceOnRandomTables) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (int trial = 0; trial < 50; ++trial) {
+    MeasurementTable t;
+    for (int l = 0; l < 4; ++l) {
+      std::vector<Candidate> cs;
+      for (int b = 2; b <= 4; ++b) cs.push_back(cand(b, u(rng) / b));
+      t.push_back(layer(fmt::format("l{}", l), 8, 8, cs));
+      t.back().alpha = 0.01 + u(rng);
+    }
+    // Brute force over the 81 assignments of min sum alpha * eps under 3 bpw.
+    double best = std::numeric_limits<double>::infinity();
+    for (int code = 0; code < 81; ++code) {
+      double bits = 0, loss = 0;
+      for (int l = 0, c = code; l < 4; ++l, c /= 3) {
+        bits += t[l].candidates[c % 3].bpw;
+        loss += t[l].alpha * t[l].candidates[c % 3].eps;
+      }
+      if (bits <= 12 + 1e-9) best = std::min(best, loss);
+    }
+    const SearchResult r = run_search(t, "minsum", 3.0);
+    EXPECT_NEAR(r.predicted_delta_nll, best, 1e-12) << "trial " << trial;
+  }
+}
+
 }  // namespace
 }  // namespace amlq

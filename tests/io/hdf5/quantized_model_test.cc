@@ -137,6 +137,12 @@ QuantizedModel make_model() {
   LayerMeasurement ldown{down.name, down.rows, down.cols, {}};  // no candidates
   LayerMeasurement lup{up.name, up.rows, up.cols, {}};
   lup.candidates.push_back({up.spec, 0, 3.4, 0.03});
+  // Loss sensitivities (pipeline/sensitivity.h) ride along when measured.
+  lq.alpha = 0.75;
+  lq.alpha_linearity = 1.03;
+  ldown.alpha = 1e-3;
+  lup.alpha = 2.5;
+  lup.alpha_linearity = 0.97;
   m.measurements = {lq, ldown, lup};
   return m;
 }

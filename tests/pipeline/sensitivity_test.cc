@@ -1,0 +1,63 @@
+#include "pipeline/sensitivity.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "core/error.h"
+
+namespace amlq {
+namespace {
+
+TEST(Sensitivity, SlopeOfALinearLossIsItsCoefficientWithLinearityOne) {
+  const double e1 = kProbeEnergies[0], e2 = kProbeEnergies[1];
+  const ProbeSlope s = probe_slope(0.7 * e1, 0.7 * e2);
+  EXPECT_NEAR(s.alpha, 0.7, 1e-12);
+  EXPECT_NEAR(s.linearity, 1.0, 1e-12);
+}
+
+TEST(Sensitivity, CurvatureShowsInTheLinearityCheck) {
+  const double e1 = kProbeEnergies[0], e2 = kProbeEnergies[1];
+  // d(e) = e + 10 e^2: the slope grows with the energy.
+  const ProbeSlope s = probe_slope(e1 + 10 * e1 * e1, e2 + 10 * e2 * e2);
+  EXPECT_NEAR(s.linearity, (1 + 10 * e2) / (1 + 10 * e1), 1e-12);
+  EXPECT_GT(s.alpha, 1.0);
+  // Least squares through the origin.
+  const double d1 = e1 + 10 * e1 * e1, d2 = e2 + 10 * e2 * e2;
+  EXPECT_NEAR(s.alpha, (e1 * d1 + e2 * d2) / (e1 * e1 + e2 * e2), 1e-12);
+  EXPECT_EQ(probe_slope(0, 0.1).linearity, 0);  // undefined: reported as 0
+}
+
+TEST(Sensitivity, ProbeWindowsAreHeldOutFromCalibration) {
+  std::vector<int32_t> ids(10000);
+  std::iota(ids.begin(), ids.end(), 0);
+  CalibrationSpec consecutive{8, 100, 0, false};
+  const auto calib = sample_calibration(ids, consecutive);
+  const auto probes = probe_windows(ids, consecutive, 3);
+  ASSERT_EQ(probes.size(), 3u);
+  for (size_t i = 0; i < probes.size(); ++i) {
+    ASSERT_EQ(probes[i].size(), 100u);
+    EXPECT_EQ(probes[i].front(), static_cast<int32_t>(100 * (8 + i)));  // the windows after the calibration's
+  }
+  CalibrationSpec random{8, 100, 5, true};
+  const auto draws = sample_calibration(ids, CalibrationSpec{11, 100, 5, true});
+  const auto random_probes = probe_windows(ids, random, 3);
+  EXPECT_EQ(random_probes, std::vector<std::vector<int32_t>>(draws.begin() + 8, draws.end()));
+  const auto calib_draws = sample_calibration(ids, random);
+  EXPECT_EQ(calib_draws, std::vector<std::vector<int32_t>>(draws.begin(), draws.begin() + 8));
+}
+
+TEST(Sensitivity, TooFewHeldOutWindowsIsAUsageErrorSayingHowToSkip) {
+  std::vector<int32_t> ids(1000, 1);
+  try {
+    probe_windows(ids, CalibrationSpec{9, 100, 0, false}, 4);
+    FAIL() << "accepted 13 windows of 100 in 1000 ids";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("--sensitivity-windows"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(probe_windows(ids, CalibrationSpec{2, 100, 0, false}, 0), Error);
+}
+
+}  // namespace
+}  // namespace amlq
