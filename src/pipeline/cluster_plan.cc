@@ -146,26 +146,25 @@ void find_fixes(const ModelConfig& config, const PlanInputs& in, const OpRates& 
   const int replicas = job.replicas;
   const int stages = plan.stages;
 
-  // Fewer measure/pack workers: each holds one linear's working set.
-  for (int t = job.threads - 1; t >= 1; --t) {
-    PlanInputs c = in;
-    c.job.threads = t;
-    if (try_fix(config, c, rates, p)) {
-      plan.fixes.push_back({fmt::format("--threads {}", t), effect_of(p, c)});
-      break;
+  // The largest value of one option, counting down from its current one to
+  // `lowest`, whose plan fits: offered as a fix.
+  auto lower_until_it_fits = [&](const char* option, int current, int lowest, auto set) {
+    for (int v = current - 1; v >= lowest; --v) {
+      PlanInputs c = in;
+      set(c.job, v);
+      if (try_fix(config, c, rates, p)) {
+        plan.fixes.push_back({fmt::format("{} {}", option, v), effect_of(p, c)});
+        return;
+      }
     }
-  }
+  };
+  // Fewer measure/pack workers: each holds one linear's working set.
+  lower_until_it_fits("--threads", job.threads, 1, [](QuantizeOptions& j, int v) { j.threads = v; });
   // Fewer loss-sensitivity probe windows (0: no probes; the searches then
   // weigh every linear alike): the probe phase holds a chunk of probes.
   if (host)
-    for (int w = job.sensitivity_windows - 1; w >= 0; --w) {
-      PlanInputs c = in;
-      c.job.sensitivity_windows = w;
-      if (try_fix(config, c, rates, p)) {
-        plan.fixes.push_back({fmt::format("--sensitivity-windows {}", w), effect_of(p, c)});
-        break;
-      }
-    }
+    lower_until_it_fits("--sensitivity-windows", job.sensitivity_windows, 0,
+                        [](QuantizeOptions& j, int v) { j.sensitivity_windows = v; });
   // Fewer Hessian tree nodes per layer: larger accumulation blocks.
   if (host) {
     const int share = job.calib_spec.num_samples / replicas;

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <random>
 
 #include "core/error.h"
@@ -257,8 +256,9 @@ SensitivityResult sensitivity_pass(PassContext& ctx, const std::vector<std::vect
       for (int j = 0; j < per_layer; ++j) pending.push_back(runner.start(weights, fp, layer, j));
       decoder_layer_forward(ctx.backend, ctx.config, weights, runner.rope(), fp,
                             windows, runner.seqlen(), nullptr);
+      const ProcessMemory memory = read_process_memory();
       AMLQ_LOG_DEBUG("sensitivity: layer {} done, {} probes pending, RSS {:.1f} MiB (peak {:.1f} MiB)", layer,
-                     pending.size(), read_process_memory().rss / 1048576.0, read_process_memory().peak_rss / 1048576.0);
+                     pending.size(), memory.rss / 1048576.0, memory.peak_rss / 1048576.0);
       if (static_cast<int>(pending.size()) >= runner.chunk()) finish(pending, layer + 1);
       AMLQ_LOG_INFO("[{}/{}] layer {}: sensitivity probes of its {} linears started ({:.1f}s)",
                     layer - mine.first + 1, mine.size(), layer, per_layer, layer_timer.seconds());
