@@ -210,7 +210,7 @@ void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   cmd->add_option("--disk", o->disk, "Free disk for the work directory and the output (default: not checked)");
   cmd->add_option("--recipes", o->recipes, "Recipe space: a name in configs/recipes or a TOML file")
       ->capture_default_str();
-  cmd->add_option("--search", o->search, "minsum | minsum-unweighted | minmax | minmax-weighted | minsum-lagrange | uniform:<spec>[-r<rank>]")
+  cmd->add_option("--search", o->search, "minsum | minsum-unweighted | minmax | minmax-weighted | minsum-lagrange | uniform:<spec>[-r<rank>] | plan:<file>")
       ->capture_default_str();
   cmd->add_option("--target-bpw", o->target_bpw, "Average bits per weight (sizes the packed output)")
       ->capture_default_str();

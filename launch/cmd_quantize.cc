@@ -36,7 +36,7 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
   cmd->add_flag("--calib-consecutive", o.consecutive, "Consecutive windows instead of random offsets");
   cmd->add_option("--target-bpw", j.target_bpw, "Average bits per weight to fit (quantized linears)")
       ->capture_default_str();
-  cmd->add_option("--search", j.search, "minsum (loss-weighted) | minsum-unweighted | minmax | minmax-weighted | minsum-lagrange | uniform:<spec>[-r<rank>]")
+  cmd->add_option("--search", j.search, "minsum (loss-weighted) | minsum-unweighted | minmax | minmax-weighted | minsum-lagrange | uniform:<spec>[-r<rank>] | plan:<file> (a report or plan listing every linear's spec and rank)")
       ->capture_default_str();
   cmd->add_option("--recipes", j.recipes, "Recipe space: a name in configs/recipes (default, fast) or a TOML file")
       ->capture_default_str();

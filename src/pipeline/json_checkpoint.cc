@@ -131,6 +131,32 @@ nlohmann::json read_json_file(const std::string& path) {
   return parse_json_text(text, path);
 }
 
+std::vector<ListedChoice> read_listed_plan(const std::string& path) {
+  const nlohmann::json j = read_json_file(path);
+  if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array() || j["layers"].empty())
+    AMLQ_FAIL(Input, "{}: a plan needs a non-empty \"layers\" array of {{\"name\", \"spec\", \"rank\"}}", path);
+  std::vector<ListedChoice> listed;
+  for (const auto& l : j["layers"]) {
+    const size_t i = listed.size();
+    if (!l.is_object() || !l.contains("name") || !l["name"].is_string() || !l.contains("spec") || !l["spec"].is_string())
+      AMLQ_FAIL(Input, "{}: layers[{}] needs a string \"name\" and a string \"spec\"", path, i);
+    ListedChoice c;
+    c.name = l["name"].get<std::string>();
+    try {
+      c.spec = QuantSpec::parse(l["spec"].get<std::string>());
+    } catch (const Error& e) {
+      AMLQ_FAIL(Input, "{}: layers[{}] ('{}'): {}", path, i, c.name, e.what());
+    }
+    if (l.contains("rank")) {
+      if (!l["rank"].is_number_integer() || l["rank"].get<int64_t>() < 0 || l["rank"].get<int64_t>() > 1 << 20)
+        AMLQ_FAIL(Input, "{}: layers[{}] ('{}'): rank must be a non-negative integer", path, i, c.name);
+      c.rank = l["rank"].get<int>();
+    }
+    listed.push_back(std::move(c));
+  }
+  return listed;
+}
+
 std::string read_json_hash(const std::string& path) {
   if (!std::filesystem::exists(path)) return "";
   try {

@@ -18,6 +18,13 @@ MeasurementTable table_from_json(const nlohmann::json& j, const std::string& ori
 nlohmann::json plan_to_json(const SearchResult& plan);
 SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin);
 
+// A plan file for `--search plan:<file>`: a JSON object whose "layers" array
+// names every quantized linear's configuration, [{"name": ..., "spec": "3b-g64",
+// "rank": 0}, ...] (rank optional, default 0). A quantize report is one, so a
+// previous run's allocation can be packed again, edited or not. Throws Input
+// naming the file on any defect.
+std::vector<ListedChoice> read_listed_plan(const std::string& path);
+
 void write_json_file(const std::string& path, const nlohmann::json& j);
 // Throws Input naming the file when it is missing or not JSON.
 nlohmann::json read_json_file(const std::string& path);

@@ -513,7 +513,12 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   {
     std::string message;
     if (coordinator) {
-      plan = run_search(table, resolved_search(options), options.target_bpw);
+      if (options.search.starts_with(kPlanSearchPrefix)) {
+        plan = search_listed(table, listed_plan(options), options.search.substr(kPlanSearchPrefix.size()));
+        plan.target_bpw = options.target_bpw;
+      } else {
+        plan = run_search(table, resolved_search(options), options.target_bpw);
+      }
       plan_hash = hash_of({measure_hash, plan_to_json(plan).dump()});
       write_checkpoint_json(ctx.work.plan(), kPlanKind, plan_hash, plan_to_json(plan));
       AMLQ_LOG_INFO("search: {} -> {:.4f} bpw (target {:.4f}), max eps {:.3e}", plan.method, plan.achieved_bpw,

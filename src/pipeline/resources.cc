@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "model/hessian_accumulator.h"
 #include "model/layer_statistics.h"
+#include "pipeline/json_checkpoint.h"
 #include "quant/packed_format.h"
 #include "search/search.h"
 
@@ -163,10 +164,27 @@ RecipeSpace plain_for_rtn(RecipeSpace space) {
 
 }  // namespace
 
+std::vector<ListedChoice> listed_plan(const QuantizeOptions& options) {
+  AMLQ_ASSERT(options.search.starts_with(kPlanSearchPrefix), "search '{}' is not plan:<file>", options.search);
+  std::vector<ListedChoice> listed = read_listed_plan(options.search.substr(kPlanSearchPrefix.size()));
+  if (options.rtn)
+    for (ListedChoice& c : listed) c.spec = plain(c.spec);
+  return listed;
+}
+
 RecipeSpace measured_space(const QuantizeOptions& options) {
   const std::string prefix = "uniform:";
   RecipeSpace space;
-  if (!options.search.starts_with(prefix)) {
+  if (options.search.starts_with(kPlanSearchPrefix)) {
+    // Only what the plan names: its specs x its ranks.
+    space.name = options.search;
+    for (const ListedChoice& c : listed_plan(options)) {
+      if (std::find(space.specs.begin(), space.specs.end(), c.spec) == space.specs.end()) space.specs.push_back(c.spec);
+      if (std::find(space.ranks.begin(), space.ranks.end(), c.rank) == space.ranks.end()) space.ranks.push_back(c.rank);
+    }
+    std::sort(space.ranks.begin(), space.ranks.end());
+    return space;
+  } else if (!options.search.starts_with(prefix)) {
     space = load_recipe_space(options.recipes);
   } else {
     const auto [spec, rank] = parse_uniform_search(options.search);
@@ -326,8 +344,9 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
             {fmt::format("{} probe(s) in flight ({} tokens each) and the FP walk", in_flight, probe_tokens),
              (in_flight * probe_tokens + probe_tokens / kProbeVariants) * s.h * 4},
             // Measured on tests/pipeline/memory_bound_test.sh: ~12 MiB above the
-            // terms here at 14 probes of 16 MiB; one probe's size covers it.
-            {"heap slack (one probe)", probe_tokens * s.h * 4},
+            // terms here at 14 probes of 16 MiB. One probe's size covered it by
+            // 5 MiB, and a full parallel ctest once went past that: two probes.
+            {"heap slack (two probes)", 2 * probe_tokens * s.h * 4},
             {"forward buffers of one probe variant (and its copy)",
              probe_tokens / kProbeVariants * (5 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
             {"probe noise of the largest linear (D and X D^T)",

@@ -13,6 +13,7 @@
 #include "pipeline/quantize_options.h"
 #include "pipeline/topology.h"
 #include "search/recipe_space.h"
+#include "search/search.h"
 
 namespace amlq {
 
@@ -58,9 +59,13 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
                                const RecipeSpace& space);
 
 // The recipe space a run measures: `--search uniform:<spec>[-r<k>]` measures only
-// that candidate (nothing else could change its result), else --recipes. With
-// --quantizer rtn every spec is plain (no act-order, no static groups).
+// that candidate and `--search plan:<file>` only the plan's specs x ranks
+// (nothing else could change their result), else --recipes. With --quantizer
+// rtn every spec is plain (no act-order, no static groups).
 RecipeSpace measured_space(const QuantizeOptions& options);
+// The configurations `--search plan:<file>` names (read_listed_plan), made plain
+// under --quantizer rtn as measured_space makes them.
+std::vector<ListedChoice> listed_plan(const QuantizeOptions& options);
 // The search method as run: options.search, with a uniform spec made plain
 // under --quantizer rtn so that it names a measured candidate.
 std::string resolved_search(const QuantizeOptions& options);

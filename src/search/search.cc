@@ -438,6 +438,31 @@ SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec
   return summarize(table, std::move(choice), "uniform:" + label, 0);
 }
 
+SearchResult search_listed(const MeasurementTable& table, const std::vector<ListedChoice>& listed,
+                           const std::string& origin) {
+  validate_table(table);
+  std::vector<int> choice(table.size(), -1);
+  for (const ListedChoice& want : listed) {
+    auto layer = std::find_if(table.begin(), table.end(), [&](const LayerMeasurement& l) { return l.name == want.name; });
+    if (layer == table.end())
+      AMLQ_FAIL(Input, "{}: lists '{}', which is not a quantized linear of this model", origin, want.name);
+    const size_t l = static_cast<size_t>(layer - table.begin());
+    if (choice[l] >= 0) AMLQ_FAIL(Input, "{}: lists '{}' twice", origin, want.name);
+    const auto& cands = layer->candidates;
+    auto it = std::find_if(cands.begin(), cands.end(),
+                           [&](const Candidate& c) { return c.spec == want.spec && c.rank == want.rank; });
+    if (it == cands.end())
+      AMLQ_FAIL(Usage, "{}: '{}' was not measured at {} rank {}", origin, want.name, want.spec.label(), want.rank);
+    choice[l] = static_cast<int>(it - cands.begin());
+  }
+  for (size_t l = 0; l < table.size(); ++l)
+    if (choice[l] < 0) AMLQ_FAIL(Input, "{}: does not list '{}' (every quantized linear needs a configuration)", origin,
+                                 table[l].name);
+  SearchResult r = summarize(table, std::move(choice), "plan:" + origin, 0);
+  r.predicted_delta_nll = predicted_delta_nll(table, r.choice);
+  return r;
+}
+
 std::pair<QuantSpec, int> parse_uniform_search(const std::string& method) {
   const std::string prefix = "uniform:";
   if (!method.starts_with(prefix)) AMLQ_FAIL(Usage, "search method '{}' is not uniform:<spec>[-r<rank>]", method);

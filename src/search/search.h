@@ -7,6 +7,7 @@
 // The tolerance only absorbs floating-point summation noise (a uniform 4b-g128
 // model must fit a 4.15625 target); no method ever trades error for it.
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -88,6 +89,23 @@ SearchResult search_minsum_lagrange(const MeasurementTable& table, double target
 // that was not measured at that configuration. Ignores any budget.
 SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec, int rank);
 
+// `--search plan:<file>`: pack the configurations a file lists (pipeline reads it).
+inline constexpr std::string_view kPlanSearchPrefix = "plan:";
+
+// One linear's configuration as a plan file names it (search "plan:<file>").
+struct ListedChoice {
+  std::string name;  // "model.layers.3.mlp.down_proj"
+  QuantSpec spec;
+  int rank = 0;
+};
+
+// The listed configuration of every linear of the table, by name (any order).
+// Throws Input naming `origin` when a linear of the table is not listed, one is
+// listed twice, or a listed name is not in the table; Usage when a listed
+// (spec, rank) was not measured. Ignores any budget.
+SearchResult search_listed(const MeasurementTable& table, const std::vector<ListedChoice>& listed,
+                           const std::string& origin);
+
 // "uniform:<spec label>[-r<rank>]" -> (spec, rank). Throws Usage when malformed.
 std::pair<QuantSpec, int> parse_uniform_search(const std::string& method);
 
@@ -106,6 +124,7 @@ double predicted_delta_nll(const MeasurementTable& table, const std::vector<int>
 //   "minmax-weighted"   the same threshold on alpha_l * eps_l
 //   "minsum-lagrange"   min sum eps by Lagrangian relaxation only
 //   "uniform:<spec label>[-r<rank>]" (e.g. "uniform:4b-g128-r8")
+// ("plan:<file>" is read by the pipeline: search_listed.)
 // Throws Usage on an unknown method. For uniform, target_bpw is not enforced
 // (a warning is logged when exceeded). Every result carries predicted_delta_nll.
 SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw);

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "core/error.h"
 
 namespace amlq {
@@ -89,6 +92,54 @@ TEST(JsonCheckpoint, MalformedTablesAreInputErrorsNamingTheFile) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Input);
     EXPECT_NE(std::string(e.what()).find("plan.json: choice -1 is negative"), std::string::npos) << e.what();
+  }
+}
+
+// `--search plan:<file>` reads a quantize report (or any object with the same
+// "layers" list); every defect is an Input error naming the file.
+TEST(JsonCheckpoint, ListedPlanReadsNamesSpecsAndRanks) {
+  const std::string path = ::testing::TempDir() + "/listed_plan.json";
+  auto write = [&](const std::string& text) {
+    std::ofstream(path) << text;
+    return path;
+  };
+  const auto listed = read_listed_plan(write(R"({"model": "m", "layers": [
+      {"name": "b", "spec": "3b-g64", "rank": 8, "eps": 0.1},
+      {"name": "a", "spec": "4b-g128-noact"}]})"));
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].name, "b");
+  EXPECT_EQ(listed[0].spec, QuantSpec::parse("3b-g64"));
+  EXPECT_EQ(listed[0].rank, 8);
+  EXPECT_EQ(listed[1].spec, QuantSpec::parse("4b-g128-noact"));
+  EXPECT_EQ(listed[1].rank, 0);
+  auto error = [&](const std::string& text) {
+    try {
+      read_listed_plan(write(text));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Input) << e.what();
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+      return std::string(e.what());
+    }
+    ADD_FAILURE() << "accepted " << text;
+    return std::string();
+  };
+  EXPECT_NE(error(R"({"layers": []})").find("non-empty \"layers\""), std::string::npos);
+  EXPECT_NE(error(R"([1, 2])").find("non-empty \"layers\""), std::string::npos);
+  EXPECT_NE(error(R"({"layers": [{"name": "a"}]})").find("layers[0] needs"), std::string::npos);
+  EXPECT_NE(error(R"({"layers": [{"name": "a", "spec": "3b"}]})").find("layers[0] ('a'): bad quantization spec"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"layers": [{"name": "a", "spec": "3b-g64", "rank": -1}]})").find("non-negative integer"),
+            std::string::npos);
+  EXPECT_NE(error(R"({"layers": [{"name": "a", "spec": "3b-g64", "rank": 1.5}]})").find("non-negative integer"),
+            std::string::npos);
+  EXPECT_NE(error("{").find("not valid JSON"), std::string::npos);
+  std::filesystem::remove(path);
+  try {
+    read_listed_plan(path);
+    ADD_FAILURE() << "read a missing file";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Input);
+    EXPECT_NE(std::string(e.what()).find(path + ": cannot open"), std::string::npos) << e.what();
   }
 }
 

@@ -3,6 +3,7 @@
 #  - the JSON report has the documented keys and the budget holds;
 #  - `amlq eval model.h5` reproduces the report's quantized perplexity;
 #  - --resume after deleting the output reproduces it byte for byte;
+#  - --search plan:<the report> packs the same allocation and model again;
 #  - a group size larger than a layer is rejected with a clear error.
 set -euo pipefail
 amlq=$1 shared=$2 work=$3
@@ -37,6 +38,20 @@ rm "$work/m.h5"
 "$amlq" "${common[@]}" --target-bpw 3.0 --out "$work/m.h5" --resume >"$work/out2.txt" 2>"$work/log2.txt"
 grep -q "resumed *calibrate, measure" "$work/out2.txt" || { echo "resume did not reuse the stages"; cat "$work/out2.txt"; exit 1; }
 cmp "$work/first.h5" "$work/m.h5" || { echo "resumed pack is not byte-identical"; exit 1; }
+
+# The report is a plan: packing it again (measuring only its configurations)
+# gives the same allocation and the same model.
+"$amlq" "${common[@]}" --search "plan:$work/run.json" --work-dir "$work/replan.work" --out "$work/replan.h5" \
+  --report "$work/replan.json" >"$work/replan.txt" 2>"$work/replan.log"
+python3 - "$work/run.json" "$work/replan.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+pick = lambda r: [(l["name"], l["spec"], l["rank"]) for l in r["layers"]]
+assert pick(a) == pick(b), "plan:<report> packed another allocation"
+assert b["search"] == "plan:" + sys.argv[1], b["search"]
+assert abs(a["quantized_ppl"] - b["quantized_ppl"]) <= 1e-9 * a["quantized_ppl"], (a["quantized_ppl"], b["quantized_ppl"])
+PY
+grep -q "recipe space 'plan:" "$work/replan.log" || { echo "plan:<file> did not measure only the plan's space"; exit 1; }
 
 set +e
 "$amlq" quantize "$model" --calib "$shared/data/wikitext2/valid.tok512.u16" --calib-samples 16 --target-bpw 4 \

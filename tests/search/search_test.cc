@@ -289,6 +289,37 @@ TEST(Search, UniformPicksTheNamedConfiguration) {
   EXPECT_NE(msg.find("maxmin"), std::string::npos);
 }
 
+TEST(Search, ListedPlanPicksEveryNamedConfigurationInAnyOrder) {
+  auto three = [](const char* name) {
+    return layer(name, 8, 128,
+                 {cand(4.15625, 0.01, 0, "4b-g128"), cand(4.15625 + 0.5, 0.005, 8, "4b-g128"),
+                  cand(3.15625, 0.05, 0, "3b-g128")});
+  };
+  MeasurementTable t = {three("a"), three("b")};
+  t[0].alpha = 2;
+  t[1].alpha = 1;
+  auto listed = [](const char* name, const char* spec, int rank) {
+    return ListedChoice{name, QuantSpec::parse(spec), rank};
+  };
+  SearchResult r = search_listed(t, {listed("b", "3b-g128", 0), listed("a", "4b-g128", 8)}, "p.json");
+  EXPECT_EQ(r.choice, (std::vector<int>{1, 2}));
+  EXPECT_EQ(r.method, "plan:p.json");
+  EXPECT_DOUBLE_EQ(r.achieved_bpw, (4.65625 + 3.15625) / 2);
+  EXPECT_DOUBLE_EQ(r.predicted_delta_nll, 2 * 0.005 + 1 * 0.05);
+
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { search_listed(t, {listed("a", "4b-g128", 0)}, "p.json"); }, &msg), ErrorKind::Input);
+  EXPECT_NE(msg.find("does not list 'b'"), std::string::npos) << msg;
+  EXPECT_EQ(kind_of([&] { search_listed(t, {listed("a", "4b-g128", 0), listed("a", "4b-g128", 0)}, "p.json"); }, &msg),
+            ErrorKind::Input);
+  EXPECT_NE(msg.find("twice"), std::string::npos) << msg;
+  EXPECT_EQ(kind_of([&] { search_listed(t, {listed("c", "4b-g128", 0)}, "p.json"); }, &msg), ErrorKind::Input);
+  EXPECT_NE(msg.find("'c'"), std::string::npos) << msg;
+  EXPECT_EQ(kind_of([&] { search_listed(t, {listed("a", "3b-g128", 8), listed("b", "4b-g128", 0)}, "p.json"); }, &msg),
+            ErrorKind::Usage);
+  EXPECT_NE(msg.find("not measured at 3b-g128 rank 8"), std::string::npos) << msg;
+}
+
 TEST(Search, RejectsMalformedTables) {
   EXPECT_EQ(kind_of([] { search_minsum({}, 3.0); }), ErrorKind::Input);
   MeasurementTable t = {layer("a", 4, 16, {})};
