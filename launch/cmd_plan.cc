@@ -48,9 +48,9 @@ struct PlanCliOptions {
   std::string quantizer = "gptq";
   std::string lowrank = "whiten";
   std::vector<std::string> rates;
-  bool gptq_factor_per_site = false;
-  bool whiten_factor_per_site = false;
-  bool error_norm_from_gptq = false;
+  double measure_rows = 1;
+  int measure_rows_min = 256;
+  std::string measure_errors = "exact";
   bool json = false;
   // --measure-rates
   bool measure_rates = false;
@@ -144,6 +144,12 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   job.batch = o.batch;
   job.samples_per_block = o.samples_per_block;
   job.sensitivity_windows = o.sensitivity_windows;
+  job.measure_rows = o.measure_rows;
+  job.measure_rows_min = o.measure_rows_min;
+  job.measure_errors = o.measure_errors == "approx" ? ErrorMode::Approximate : ErrorMode::Exact;
+  if (!(job.measure_rows > 0 && job.measure_rows <= 1))
+    AMLQ_FAIL(Usage, "--measure-rows must be in (0, 1], got {}", job.measure_rows);
+  if (job.measure_rows_min < 1) AMLQ_FAIL(Usage, "--measure-rows-min must be >= 1, got {}", job.measure_rows_min);
   job.replicas = o.replicas;
   job.layers_per_rank = o.layers_per_rank;
   job.threads = resolve_threads(o.threads > 0 ? o.threads : global.threads);
@@ -154,9 +160,6 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   in.device = global.backend == "cuda" ? ComputeDevice::Cuda : ComputeDevice::Cpu;
   in.weight_bytes = weight_bytes_of(config, o.weight_dtype);
   in.space = measured_space(job);
-  in.algorithm.gptq_factor_per_site = o.gptq_factor_per_site;
-  in.algorithm.whiten_factor_per_site = o.whiten_factor_per_site;
-  in.algorithm.error_norm_from_gptq = o.error_norm_from_gptq;
   // A CUDA run also holds the CUDA libraries and the context's host side, which
   // this process (no device opened) does not: keep the default there.
   if (runtime_rss > 0)
@@ -239,15 +242,13 @@ void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   cmd->add_option("--rates", o->rates,
                   "Operation rates: configs/rates/<name>.toml or a file; repeat to layer them (default: cpu, and cuda "
                   "with --backend cuda)");
-  cmd->add_flag("--gptq-factor-per-site", o->gptq_factor_per_site,
-                "Time model: GPTQ factors each site's Hessian once (not per spec)")
-      ->group("Time model what-ifs (planned changes to measure)");
-  cmd->add_flag("--whiten-factor-per-site", o->whiten_factor_per_site,
-                "Time model: whitening factors each site's Hessian once (not per spec)")
-      ->group("Time model what-ifs (planned changes to measure)");
-  cmd->add_flag("--error-norm-from-gptq", o->error_norm_from_gptq,
-                "Time model: measure takes tr(E H E^T) from GPTQ instead of a product per spec")
-      ->group("Time model what-ifs (planned changes to measure)");
+  cmd->add_option("--measure-rows", o->measure_rows, "As quantize: share (0, 1] of each linear's rows measured")
+      ->capture_default_str();
+  cmd->add_option("--measure-rows-min", o->measure_rows_min, "As quantize: fewest rows measured per linear")
+      ->capture_default_str();
+  cmd->add_option("--measure-errors", o->measure_errors, "As quantize: exact or approx")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"exact", "approx"}));
   cmd->add_flag("--json", o->json, "Print the plan as JSON");
   cmd->add_flag("--measure-rates", o->measure_rates, "Time representative operations here and print a rates file");
   cmd->add_option("--out", o->out, "--measure-rates: write the rates file here instead of stdout");

@@ -3,6 +3,7 @@
 // against new, in one run on one machine (issue 13).
 //
 //   bench_measure [--quick] [--shapes 4096x4096,11008x4096] [--skip-reference]
+//                 [--paths reference,exact,approx,exact/none,approx/none] [--rows 0.5,0.25] [--floor]
 //
 // Paths (all single-threaded, CPU backend, process CPU seconds):
 //   reference  measure_linear_reference: every spec factors H again, tr(E H E^T)
@@ -18,11 +19,24 @@
 // factorization need; bench_gptq_layer's convention) per second of each path,
 // against Eigen's single-thread float GEMM rate on this machine.
 // "max rel diff" is over every candidate's eps, against the reference.
+//
+// --floor: what exact errors add per spec beyond the bound's terms, timed once
+// on a random m x n error: the fp64 triangular solve X = E_p U^-1 (every exact
+// path), and with low rank the Gram matrix of X and its top-k eigenpairs
+// (lowrank/top_eigen.h). The exact paths are then also compared with
+// 1.3 x (bound's terms + specs x those), the floor of the exact design.
+//
+// --rows F,...: after the paths, the exact paths again with --measure-rows F
+// (the default floor of 256 rows), each against its own full-row table: the
+// Spearman rank correlation of the candidates' eps, the largest relative
+// difference and standard error, and how often the cheapest-eps candidate
+// under a bpw cap (every candidate's bpw in turn as the cap) stays the same.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <time.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <tuple>
@@ -33,6 +47,7 @@
 #include "backend/backend.h"
 #include "core/log.h"
 #include "core/matrix.h"
+#include "lowrank/top_eigen.h"
 #include "pipeline/measure_site.h"
 #include "quant/gptq.h"
 #include "search/recipe_space.h"
@@ -105,16 +120,89 @@ double max_rel_diff(const LayerMeasurement& a, const LayerMeasurement& b) {
   return worst;
 }
 
+// Pearson correlation of the ranks of a's and b's eps (no ties among floats in practice).
+double spearman(const LayerMeasurement& a, const LayerMeasurement& b) {
+  const size_t count = a.candidates.size();
+  auto ranks = [count](const LayerMeasurement& t) {
+    std::vector<size_t> order(count);
+    for (size_t i = 0; i < count; ++i) order[i] = i;
+    std::sort(order.begin(), order.end(),
+              [&t](size_t x, size_t y) { return t.candidates[x].eps < t.candidates[y].eps; });
+    std::vector<double> r(count);
+    for (size_t i = 0; i < count; ++i) r[order[i]] = static_cast<double>(i);
+    return r;
+  };
+  const auto ra = ranks(a), rb = ranks(b);
+  const double mean = (static_cast<double>(count) - 1) / 2;
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < count; ++i) {
+    sab += (ra[i] - mean) * (rb[i] - mean);
+    saa += (ra[i] - mean) * (ra[i] - mean);
+    sbb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : 1.0;
+}
+
+// Index of the smallest-eps candidate with bpw <= cap (-1 if none).
+int cheapest_under(const LayerMeasurement& t, double cap) {
+  int best = -1;
+  for (size_t i = 0; i < t.candidates.size(); ++i) {
+    const auto& c = t.candidates[i];
+    if (c.bpw <= cap && (best < 0 || c.eps < t.candidates[static_cast<size_t>(best)].eps)) best = static_cast<int>(i);
+  }
+  return best;
+}
+
+std::vector<double> parse_list(const std::string& list) {
+  std::vector<double> out;
+  for (size_t at = 0; at < list.size();) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    out.push_back(std::stod(list.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::pair<int, int>> shapes = {{4096, 4096}, {11008, 4096}};
   bool reference = true;
+  std::vector<std::string> paths = {"exact", "approx", "exact/none", "approx/none"};
+  std::vector<double> row_fractions;
+  bool floor = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) {
       shapes = {{1024, 1024}, {2752, 1024}};
     } else if (!std::strcmp(argv[i], "--skip-reference")) {
       reference = false;
+    } else if (!std::strcmp(argv[i], "--paths") && i + 1 < argc) {
+      paths.clear();
+      reference = false;
+      const std::string list = argv[++i];
+      for (size_t at = 0; at < list.size();) {
+        const size_t comma = std::min(list.find(',', at), list.size());
+        const std::string item = list.substr(at, comma - at);
+        if (item == "reference") {
+          reference = true;
+        } else if (item == "exact" || item == "approx" || item == "exact/none" || item == "approx/none") {
+          paths.push_back(item);
+        } else {
+          fmt::print(stderr, "bench_measure: unknown path '{}' in --paths\n", item);
+          return 2;
+        }
+        at = comma + 1;
+      }
+    } else if (!std::strcmp(argv[i], "--floor")) {
+      floor = true;
+    } else if (!std::strcmp(argv[i], "--rows") && i + 1 < argc) {
+      row_fractions = parse_list(argv[++i]);
+      for (double f : row_fractions) {
+        if (!(f > 0 && f < 1)) {
+          fmt::print(stderr, "bench_measure: --rows fractions must lie in (0, 1), got {}\n", f);
+          return 2;
+        }
+      }
     } else if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) {
       shapes.clear();
       std::string list = argv[++i];
@@ -125,7 +213,9 @@ int main(int argc, char** argv) {
         at = comma + 1;
       }
     } else {
-      fmt::print(stderr, "usage: bench_measure [--quick] [--shapes MxN,...] [--skip-reference]\n");
+      fmt::print(stderr,
+                 "usage: bench_measure [--quick] [--shapes MxN,...] [--skip-reference] [--paths P,...] "
+                 "[--rows F,...] [--floor]\n");
       return 2;
     }
   }
@@ -176,6 +266,7 @@ int main(int argc, char** argv) {
           std::tuple{LowRankMethod::Whiten, ErrorMode::Approximate, "approx"},
           std::tuple{LowRankMethod::None, ErrorMode::Exact, "exact/none"},
           std::tuple{LowRankMethod::None, ErrorMode::Approximate, "approx/none"}}) {
+      if (std::find(paths.begin(), paths.end(), std::string(label)) == paths.end()) continue;
       QuantizeOptions o = options;
       o.lowrank = lowrank;
       o.measure_errors = mode;
@@ -206,6 +297,70 @@ int main(int argc, char** argv) {
                  diff);
     }
     std::fflush(stdout);
+
+    if (floor) {
+      const int k = std::min({space.ranks.back(), m, n});
+      MatrixD x = random_matrix(m, n, 13, 1.0f).cast<double>();
+      CpuTimer ts;
+      factor.u.triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(x);
+      const double solve_s = ts.seconds();
+      CpuTimer tg;
+      const Eigen::Index side = std::min(m, n);
+      MatrixD gram = MatrixD::Zero(side, side);
+      if (m <= n) {
+        gram.selfadjointView<Eigen::Lower>().rankUpdate(x);
+      } else {
+        gram.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
+      }
+      gram.triangularView<Eigen::StrictlyUpper>() = gram.transpose();
+      const double gram_s = tg.seconds();
+      CpuTimer te;
+      const TopEigen top = top_eigenpairs(gram, k);
+      const double top_s = te.seconds();
+      const double count = static_cast<double>(specs.size());
+      const double floor_none = 1.3 * (factor_s + passes_s + count * solve_s);
+      const double floor_lowrank = 1.3 * (factor_s + passes_s + count * (solve_s + gram_s + top_s));
+      fmt::print("\nexact errors per spec: solve X = E_p U^-1 {:.2f} s, Gram of X {:.2f} s, top {} eigenpairs {:.2f} s "
+                 "(largest {:.3g})\n",
+                 solve_s, gram_s, k, top_s, top.values.size() > 0 ? top.values[0] : 0.0);
+      fmt::print("{:<12} {:>9} {:>22} {:>9}\n", "path", "seconds", "floor of the design", "vs floor");
+      for (const auto& r : rows) {
+        if (r.path != "exact" && r.path != "exact/none") continue;
+        const double f = r.path == "exact" ? floor_lowrank : floor_none;
+        fmt::print("{:<12} {:>9.2f} {:>22.2f} {:>8.2f}x\n", r.path, r.seconds, f, r.seconds / f);
+      }
+      std::fflush(stdout);
+    }
+
+    if (row_fractions.empty()) continue;
+    fmt::print("\n{} x {}, --measure-rows F (floor {} rows) against full rows:\n", m, n, options.measure_rows_min);
+    fmt::print("{:<12} {:>6} {:>6} {:>9} {:>9} {:>10} {:>13} {:>14} {:>13}\n", "path", "F", "rows", "seconds",
+               "speed-up", "spearman", "same pick", "max rel diff", "max se/eps");
+    for (const auto& full : rows) {
+      if (full.path != "exact" && full.path != "exact/none") continue;
+      for (double f : row_fractions) {
+        QuantizeOptions o = options;
+        o.lowrank = full.path == "exact" ? LowRankMethod::Whiten : LowRankMethod::None;
+        o.measure_errors = ErrorMode::Exact;
+        o.measure_rows = f;
+        CpuTimer t;
+        auto sampled = std::move(measure_site(*backend, o, stats, {SiteLinear{"bench", &w}}, space).front());
+        const double seconds = t.seconds();
+        int same = 0, caps = 0;
+        for (const auto& c : full.table.candidates) {
+          ++caps;
+          same += cheapest_under(full.table, c.bpw) == cheapest_under(sampled, c.bpw);
+        }
+        double worst_se = 0;
+        for (const auto& c : sampled.candidates)
+          if (c.eps > 0) worst_se = std::max(worst_se, c.eps_stderr / c.eps);
+        const int used = static_cast<int>(measured_rows("bench", m, f, o.measure_rows_min).size());
+        fmt::print("{:<12} {:>6.3g} {:>6} {:>9.2f} {:>8.2f}x {:>10.4f} {:>13} {:>14.2e} {:>12.1f}%\n", full.path, f,
+                   used == 0 ? m : used, seconds, full.seconds / seconds, spearman(full.table, sampled),
+                   fmt::format("{}/{}", same, caps), max_rel_diff(full.table, sampled), 100 * worst_se);
+        std::fflush(stdout);
+      }
+    }
   }
   return 0;
 }

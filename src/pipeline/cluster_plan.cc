@@ -61,10 +61,12 @@ ClusterPlan evaluate(const ModelConfig& config, const PlanInputs& in, const OpRa
     ti.specs_per_linear.push_back(static_cast<int>(in.space.applicable_specs(l.rows, l.cols, l.name).size()));
   ti.ranks = in.space.ranks;
   ti.lowrank = job.lowrank;
+  ti.measure_errors = job.measure_errors;
+  ti.measure_rows = job.measure_rows;
+  ti.measure_rows_min = job.measure_rows_min;
   ti.rtn = job.rtn;
   ti.ranks_per_node = std::min(cl.ranks_per_node, cl.np);
   ti.search = job.search;
-  ti.algorithm = in.algorithm;
   plan.times = predict_times(config, ti, rates);
 
   plan.nodes = (cl.np + cl.ranks_per_node - 1) / cl.ranks_per_node;

@@ -34,7 +34,6 @@ struct PlanInputs {
   ComputeDevice device = ComputeDevice::Cpu;
   double weight_bytes = 2;  // bytes per element of the checkpoint's weights
   RecipeSpace space;        // measured_space(job)
-  MeasureAlgorithm algorithm;
   // Resident memory of the process before any work (ResourceInputs::runtime_bytes);
   // 0: predict_resources' default. `amlq plan` measures its own, as the run does.
   int64_t runtime_bytes = 0;

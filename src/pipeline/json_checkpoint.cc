@@ -123,16 +123,26 @@ nlohmann::json parse_json_text(std::string_view text, const std::string& origin)
   }
 }
 
-nlohmann::json read_json_file(const std::string& path) {
+namespace {
+
+std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) AMLQ_FAIL(Input, "{}: cannot open", path);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) AMLQ_FAIL(Input, "{}: read error", path);
-  return parse_json_text(text, path);
+  return text;
 }
 
+}  // namespace
+
+nlohmann::json read_json_file(const std::string& path) { return parse_json_text(read_text_file(path), path); }
+
 std::vector<ListedChoice> read_listed_plan(const std::string& path) {
-  const nlohmann::json j = read_json_file(path);
+  return parse_listed_plan(read_text_file(path), path);
+}
+
+std::vector<ListedChoice> parse_listed_plan(std::string_view text, const std::string& path) {
+  const nlohmann::json j = parse_json_text(text, path);
   if (!j.is_object() || !j.contains("layers") || !j["layers"].is_array() || j["layers"].empty())
     AMLQ_FAIL(Input, "{}: a plan needs a non-empty \"layers\" array of {{\"name\", \"spec\", \"rank\"}}", path);
   std::vector<ListedChoice> listed;

@@ -24,6 +24,8 @@ SearchResult plan_from_json(const nlohmann::json& j, const std::string& origin);
 // previous run's allocation can be packed again, edited or not. Throws Input
 // naming the file on any defect.
 std::vector<ListedChoice> read_listed_plan(const std::string& path);
+// The same from the file's text; `origin` names it in errors.
+std::vector<ListedChoice> parse_listed_plan(std::string_view text, const std::string& origin);
 
 void write_json_file(const std::string& path, const nlohmann::json& j);
 // Throws Input naming the file when it is missing or not JSON.

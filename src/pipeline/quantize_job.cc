@@ -283,16 +283,14 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   const Topology topo =
       make_topology(ctx.config, world.rank(), world.size(), options.replicas, options.layers_per_rank);
   const bool coordinator = world.rank() == 0;
-  const RecipeSpace space = measured_space(options);
+  // A plan file is read once: the space measures what it lists, the search picks it.
+  const bool listed_search = options.search.starts_with(kPlanSearchPrefix);
+  const std::vector<ListedChoice> listed = listed_search ? listed_plan(options) : std::vector<ListedChoice>{};
+  const RecipeSpace space = listed_search ? listed_space(options.search, listed) : measured_space(options);
   ResourceInputs resource_in =
       resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint), space);
   if (runtime_rss > 0) resource_in.runtime_bytes = runtime_rss;
   resource_in.device = backend.name() == "cuda";
-  {
-    bool act_order = false, plain = false;
-    for (const auto& spec : space.specs) (spec.act_order ? act_order : plain) = true;
-    resource_in.column_orders = std::max(1, int{act_order} + int{plain});
-  }
   const std::vector<RankPrediction> prediction = predict_resources(ctx.config, resource_in);
   if (coordinator) {
     ctx.work.create();
@@ -513,8 +511,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   {
     std::string message;
     if (coordinator) {
-      if (options.search.starts_with(kPlanSearchPrefix)) {
-        plan = search_listed(table, listed_plan(options), options.search.substr(kPlanSearchPrefix.size()));
+      if (listed_search) {
+        plan = search_listed(table, listed, options.search.substr(kPlanSearchPrefix.size()));
         plan.target_bpw = options.target_bpw;
       } else {
         plan = run_search(table, resolved_search(options), options.target_bpw);

@@ -140,7 +140,11 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
                                const RecipeSpace& space) {
   int max_rank = 0;
   for (int r : space.ranks) max_rank = std::max(max_rank, r);
-  return resource_inputs(options, world_size, weight_bytes, static_cast<int>(space.specs.size()), max_rank);
+  ResourceInputs in = resource_inputs(options, world_size, weight_bytes, static_cast<int>(space.specs.size()), max_rank);
+  bool act_order = false, plain = false;
+  for (const auto& spec : space.specs) (spec.act_order ? act_order : plain) = true;
+  in.column_orders = std::max(1, int{act_order} + int{plain});
+  return in;
 }
 
 namespace {
@@ -172,26 +176,29 @@ std::vector<ListedChoice> listed_plan(const QuantizeOptions& options) {
   return listed;
 }
 
-RecipeSpace measured_space(const QuantizeOptions& options) {
-  const std::string prefix = "uniform:";
+RecipeSpace listed_space(const std::string& name, const std::vector<ListedChoice>& listed) {
   RecipeSpace space;
-  if (options.search.starts_with(kPlanSearchPrefix)) {
-    // Only what the plan names: its specs x its ranks.
-    space.name = options.search;
-    for (const ListedChoice& c : listed_plan(options)) {
-      if (std::find(space.specs.begin(), space.specs.end(), c.spec) == space.specs.end()) space.specs.push_back(c.spec);
-      if (std::find(space.ranks.begin(), space.ranks.end(), c.rank) == space.ranks.end()) space.ranks.push_back(c.rank);
-    }
-    std::sort(space.ranks.begin(), space.ranks.end());
-    return space;
-  } else if (!options.search.starts_with(prefix)) {
-    space = load_recipe_space(options.recipes);
-  } else {
+  space.name = name;
+  for (const ListedChoice& c : listed) {
+    if (std::find(space.specs.begin(), space.specs.end(), c.spec) == space.specs.end()) space.specs.push_back(c.spec);
+    if (std::find(space.ranks.begin(), space.ranks.end(), c.rank) == space.ranks.end()) space.ranks.push_back(c.rank);
+  }
+  std::sort(space.ranks.begin(), space.ranks.end());
+  return space;
+}
+
+RecipeSpace measured_space(const QuantizeOptions& options) {
+  // listed_plan has made the plan's specs plain under rtn already.
+  if (options.search.starts_with(kPlanSearchPrefix)) return listed_space(options.search, listed_plan(options));
+  RecipeSpace space;
+  if (options.search.starts_with("uniform:")) {
     const auto [spec, rank] = parse_uniform_search(options.search);
     space.name = options.search;
     space.specs = {spec};
     space.ranks = {0};
     if (rank > 0) space.ranks.push_back(rank);
+  } else {
+    space = load_recipe_space(options.recipes);
   }
   return options.rtn ? plain_for_rtn(std::move(space)) : space;
 }

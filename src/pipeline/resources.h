@@ -66,6 +66,10 @@ RecipeSpace measured_space(const QuantizeOptions& options);
 // The configurations `--search plan:<file>` names (read_listed_plan), made plain
 // under --quantizer rtn as measured_space makes them.
 std::vector<ListedChoice> listed_plan(const QuantizeOptions& options);
+// The space that measures exactly `listed` (its specs x its ranks), named
+// `name`: measured_space of a plan, for a caller that already holds the plan
+// (the quantize job reads the file once and searches with the same list).
+RecipeSpace listed_space(const std::string& name, const std::vector<ListedChoice>& listed);
 // The search method as run: options.search, with a uniform spec made plain
 // under --quantizer rtn so that it names a measured candidate.
 std::string resolved_search(const QuantizeOptions& options);

@@ -270,22 +270,102 @@ class Model {
     return s;
   }
 
-  // measure_linear at one spec.
-  Split measure_task(StageTime& t, double m, double n) const {
-    Split s = quantize(t, m, n, !in_.algorithm.gptq_factor_per_site);
-    const double mn = m * n;
-    const double dq = mn * (1 + 4 + 12) / r_.memory_1t;  // W_hat, E = W - W_hat
-    const double norm = in_.algorithm.error_norm_from_gptq ? 0 : 2 * m * n * n / r_.gemm_f64_1t;  // tr(E H E^T), rank 0
-    t.add("measure: dequantize and error", dq);
-    if (norm > 0) t.add("measure: tr(E H E^T) per spec", norm);
-    s.host += dq + norm;
-    const double k = std::min<double>(max_rank(), std::min(m, n));
-    if (in_.lowrank != LowRankMethod::None && k > 0) {
-      const Split d = decompose(t, m, n, k, !in_.algorithm.whiten_factor_per_site);
-      s.host += d.host;
-      s.device += d.device;
+  // X U = B for an m x n B with U upper triangular, m n^2 flops, at the rate
+  // of the triangular inverse (both are blocked triangular level-3 work;
+  // `bench_measure --floor` at 4096 x 4096: 43 GFLOP/s for the solve, against
+  // the inverse's 38 in configs/rates/cpu.toml).
+  double triangular_solve(double m, double n) const { return m * n * n / r_.trinv_f64_1t; }
+
+  // tr(W H W^T) of one linear with the site's factor (Backend::weighted_sq_norm).
+  Split weight_norm(StageTime& t, double m, double n) const {
+    Split s;
+    if (cuda_) {
+      s.device = m * n * 4 / r_.gpu_host_copy + m * n * n / r_.gpu_gemm_f64 + 2 * r_.gpu_call_seconds;
+    } else {
+      s.host = triangular_solve(m, n);
     }
+    t.add("measure: tr(W H W^T) (per linear)", s.total());
     return s;
+  }
+
+  // Rows measured of an m-row linear (pipeline/measure_site.h measured_rows).
+  double measured_rows(double m) const {
+    if (in_.measure_rows >= 1) return m;
+    return std::min(m, std::max(std::ceil(in_.measure_rows * m), static_cast<double>(in_.measure_rows_min)));
+  }
+
+  // The top k eigenpairs of an n x n Gram matrix (lowrank/top_eigen.h). Eigen's
+  // Householder tridiagonalization is unblocked, so memory-bound at n in the
+  // thousands: each column streams the trailing lower triangle for a symmetric
+  // product and a rank-2 update, about 0.4 n^3 doubles in all (`bench_measure
+  // --floor` at n = 4096, k = 128: 9.8 s; this gives 10.2 s at 21.5 GB/s).
+  // Below 384, or k > n/4, the full dense solver.
+  double top_eigenpairs(double n, double k) const {
+    if (n < 384 || 4 * k > n) return 9 * n * n * n / r_.eigensolver_f64_1t;
+    return 0.4 * n * n * n * 8 / r_.memory_1t + 2 * n * n * k / r_.gemm_f64_1t;
+  }
+
+  // measure_site's work for one (linear, spec) against its site's shared factor
+  // (lowrank/spec_errors.h, kernels/cuda_backend.cc), on the rows measured.
+  Split measure_task(StageTime& t, double m, double n) const {
+    const double s = measured_rows(m);
+    Split out = quantize(t, s, n, false);
+    const double sn = s * n;
+    const double k = in_.lowrank == LowRankMethod::None ? 0 : std::min<double>(max_rank(), std::min(s, n));
+    const double small = std::min(s, n), large = std::max(s, n);
+    if (cuda_) {
+      // E and X = E_p U^-1 on the device, then gram_svd and E_p U^T V; always exact.
+      const double solve = s * n * n / r_.gpu_gemm_f64 + 4 * r_.gpu_call_seconds;
+      t.add("measure: whitened error X = E U^-1 (device)", solve);
+      out.device += solve;
+      if (k > 0) {
+        const double gram = large * sq(small) / r_.gpu_gemm_f64;
+        const double eig = 9 * small * small * small / r_.gpu_syevd_f64;
+        const double proj = (2 * large * small * k + sq(n) * k * 2 + 2 * sn * k) / r_.gpu_gemm_f64 +
+                            ((s + n) * k * 8 * 2) / r_.gpu_host_copy + 6 * r_.gpu_call_seconds;
+        t.add("low rank: Gram matrix", gram);
+        t.add("low rank: eigensolver", eig);
+        t.add("low rank: projections", proj);
+        out.device += gram + eig + proj;
+      }
+      return out;
+    }
+    // E_p in fp64 from the codes: once, and once more per row tile for E_p B with low rank.
+    const double errors = sn * (1 + 4 + 8) * (k > 0 ? 2 : 1) / r_.memory_1t;
+    t.add("measure: error E from the codes", errors);
+    out.host += errors;
+    if (in_.measure_errors == ErrorMode::Approximate && !in_.rtn) {
+      if (k > 0) {
+        // Randomized block Krylov on GPTQ's float32 scaled errors (spec_errors.cc):
+        // b = k + 16 columns, depth = power steps + 1 blocks.
+        const double b = std::min(k + 16, small);
+        const double depth = std::min(3.0, std::max(1.0, std::floor(small / b)));
+        const double d = b * depth;
+        const double krylov = (2 * sn * b + (depth - 1) * 4 * sn * b + 2 * sn * d + 2 * (s + n) * d * k) /
+                              r_.gemm_f32_1t;
+        const double qr = (depth * 4 * s * b * b + 4 * s * d * d + 2 * n * d * d) / r_.gemm_f64_1t +
+                          9 * d * d * d / r_.eigensolver_f64_1t;
+        const double proj = (sq(n) * k + 2 * sn * k) / r_.gemm_f64_1t;
+        t.add("low rank: randomized Krylov (float)", krylov);
+        t.add("low rank: orthogonalization and small SVD", qr);
+        t.add("low rank: projections", proj);
+        out.host += krylov + qr + proj;
+      }
+      return out;
+    }
+    const double solve = triangular_solve(s, n);
+    t.add("measure: whitened error X = E U^-1 (fp64 solve)", solve);
+    out.host += solve;
+    if (k > 0) {
+      const double gram = large * sq(small) / r_.gemm_f64_1t;
+      const double top = top_eigenpairs(small, k);
+      const double proj = (2 * sn * k + sq(n) * k + 2 * sn * k) / r_.gemm_f64_1t;  // X^T U_k, U^T V, E_p B
+      t.add("low rank: Gram matrix", gram);
+      t.add("low rank: top eigenpairs", top);
+      t.add("low rank: projections", proj);
+      out.host += gram + top + proj;
+    }
+    return out;
   }
 
   // pack_linear_choice at the chosen candidate (charged at pack_rank).
@@ -332,8 +412,14 @@ class Model {
   const std::vector<LinearSpec>& linears() const { return linears_; }
   double layer_params() const { return layer_params_; }
   double disk_write() const { return disk_write_; }
+  // One site factor (Backend::factor_site): the permuted, damped copies of H,
+  // its Cholesky factor and the triangular inverse.
+  double site_factor(double n) const {
+    if (cuda_)
+      return sq(n) * 8 * 2 / r_.gpu_host_copy + (4.0 / 3.0) * n * n * n / r_.gpu_potrf_f64 + 4 * r_.gpu_call_seconds;
+    return sq(n) * 8 * 4 / r_.memory_1t + n * n * n / 3 / r_.cholesky_f64_1t + n * n * n / 3 / r_.trinv_f64_1t;
+  }
   double memory_1t() const { return r_.memory_1t; }
-  double gemm_f64_1t() const { return r_.gemm_f64_1t; }
   double network() const { return r_.network; }
   double h() const { return h_; }
 
@@ -417,39 +503,35 @@ JobTime predict_times(const ModelConfig& config, const TimeInputs& in, const OpR
         walk += model.merge(rt.calibrate, site, share, first_sample);
       }
       for (InputSite site : kSites) {
-        std::vector<Model::Split> tasks;
+        std::vector<Model::Split> tasks, norms;
         double serial = 0;
         const double n = model.site_dim(site);
         for (int j = 0; j < per_layer; ++j) {
           const LinearSpec& l = linears[static_cast<size_t>(j)];
           if (l.input != site) continue;
           if (owner_replica((layer - mine.first) * per_layer + j, res.replicas) != topo.replica) continue;
-          // Once per linear: its weights and tr(W H W^T).
+          // Once per linear: its weights, and tr(W H W^T) (on the workers, after the factor).
           const double read = static_cast<double>(l.rows) * l.cols * (res.weight_bytes + 4) / model.memory_1t();
-          const double norm = 2.0 * l.rows * sq(l.cols) / model.gemm_f64_1t();
           rt.measure.add("measure: read weights (per linear)", read);
-          rt.measure.add("measure: tr(W H W^T) (per linear)", norm);
-          serial += read + norm;
+          serial += read;
+          norms.push_back(model.weight_norm(rt.measure, l.rows, l.cols));
           for (int spec = 0; spec < in.specs_per_linear[static_cast<size_t>(j)]; ++spec)
             tasks.push_back(model.measure_task(rt.measure, l.rows, l.cols));
         }
         if (tasks.empty()) continue;
-        // Factorizations shared by the site's specs (MeasureAlgorithm).
-        if (!in.rtn && in.algorithm.gptq_factor_per_site) {
-          const double fac = n * n * n / 3 / rates.cholesky_f64_1t + n * n * n / 3 / rates.trinv_f64_1t;
-          rt.measure.add("GPTQ: Cholesky + inverse (per site)", fac);
-          serial += fac;
-        }
-        if (in.lowrank == LowRankMethod::Whiten && in.algorithm.whiten_factor_per_site && model.max_rank() > 0) {
-          const double fac = n * n * n / 3 / rates.cholesky_f64_1t;
-          rt.measure.add("low rank: whitening Cholesky (per site)", fac);
+        // The damped Hessian factored once per column order, shared by every spec of the site.
+        {
+          const double orders = std::max(1, res.column_orders);
+          const double fac = orders * model.site_factor(n);
+          rt.measure.add("measure: Hessian factorization (per site)", fac);
           serial += fac;
         }
         // The tasks' own seconds went into rt.measure as they were costed; the
-        // stage total is the schedule's wall time, not their sum.
+        // stage total is the schedules' wall time, not their sum.
         double sum = 0;
         for (const auto& t : tasks) sum += t.total();
-        const double wall = model.schedule(tasks, res.threads);
+        for (const auto& t : norms) sum += t.total();
+        const double wall = model.schedule(norms, res.threads) + model.schedule(tasks, res.threads);
         rt.measure.seconds += wall - sum;
         walk += serial + wall;
       }

@@ -11,43 +11,34 @@
 //             layer with the statistics of its four input sites
 //             (HessianAccumulator: one backend call per sample and site), merged
 //             across replicas.
-//  measure    measure_site_linears: per site, the linears weights and tr(W H W^T)
-//             once, then measure_linear per (linear, spec) on --threads workers:
-//             GPTQ (factorization + lazy updates), tr(E H E^T), and with low rank
-//             decompose_error (whitening Cholesky, E L, the SVD's Gram matrix and
-//             eigensolver, the eps of every rank).
+//  measure    measure_site_linears (pipeline/measure_site.h): per site, the
+//             damped Hessian factored once per column order and tr(W H W^T) per
+//             linear, then per (linear, spec) on --threads workers
+//             (lowrank/spec_errors.h): GPTQ's pass with the shared factor, the
+//             error E from the codes, and its whitened form: exact, the fp64
+//             triangular solve X = E_p U^-1 and with low rank the Gram matrix of
+//             X and its top k eigenpairs (lowrank/top_eigen.h: Householder
+//             tridiagonalization, then the projections); approximate, GPTQ's own
+//             scaled errors and a randomized block Krylov SVD. --measure-rows
+//             shrinks every per-spec term to the rows measured.
 //  pack       the pack pass: the statistics again (--sequential none: as the
 //             measure pass; layer: forward with statistics, then the forward
 //             through the packed layer; true: each site's inputs recomputed up to
 //             that site), then pack_linear_choice per linear (GPTQ, low rank at
 //             the chosen rank, the stored eps), the exchange over replicas.
 //  write      per-layer pack checkpoints, then the final file (parallel HDF5).
-// Per-site and per-spec terms are kept apart (MeasureAlgorithm), so a change
-// of where measure factors the Hessian changes one flag, not the model.
 #include <string>
 #include <vector>
 
 #include "io/model_config.h"
 #include "lowrank/lowrank_types.h"
+#include "lowrank/spec_errors.h"
 #include "pipeline/op_rates.h"
 #include "pipeline/resources.h"
 
 namespace amlq {
 
 enum class ComputeDevice { Cpu, Cuda };
-
-// Which Hessian work measure_linear repeats per spec and which it shares per
-// input site (src/pipeline/measure_stage.cc). The defaults describe the code
-// today: every (linear, spec) factors the Hessian again.
-struct MeasureAlgorithm {
-  // GPTQ's Cholesky + triangular inverse of the damped, act-ordered Hessian.
-  bool gptq_factor_per_site = false;
-  // decompose_error's Cholesky of H for whitening.
-  bool whiten_factor_per_site = false;
-  // tr(E H E^T) of the rank-0 candidate: today a 2 m n^2 fp64 product per
-  // spec (weighted_sq_norm); GPTQ already returns it (QuantizedMatrix::output_error).
-  bool error_norm_from_gptq = false;
-};
 
 struct TimeInputs {
   ResourceInputs resources;  // the same inputs predict_resources takes
@@ -57,11 +48,13 @@ struct TimeInputs {
   std::vector<int> specs_per_linear;
   std::vector<int> ranks;
   LowRankMethod lowrank = LowRankMethod::Whiten;
+  ErrorMode measure_errors = ErrorMode::Exact;  // --measure-errors
+  double measure_rows = 1;                      // --measure-rows
+  int measure_rows_min = 256;                   // --measure-rows-min
   bool rtn = false;
   int pack_rank = -1;       // rank charged per packed linear; -1: the largest measured
   int ranks_per_node = 1;   // ranks sharing one node's disk
   std::string search = "minsum";
-  MeasureAlgorithm algorithm;
 };
 
 // One named cost inside a stage, for the breakdown.

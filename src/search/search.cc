@@ -417,23 +417,34 @@ SearchResult search_minsum_lagrange(const MeasurementTable& table, double target
   return summarize(table, std::move(choice), "minsum-lagrange", target_bpw);
 }
 
+namespace {
+
+// Index of `layer`'s candidate at (spec, rank), or -1 when it was not measured.
+int find_candidate(const LayerMeasurement& layer, const QuantSpec& spec, int rank) {
+  const auto& cands = layer.candidates;
+  auto it = std::find_if(cands.begin(), cands.end(), [&](const Candidate& c) { return c.spec == spec && c.rank == rank; });
+  return it == cands.end() ? -1 : static_cast<int>(it - cands.begin());
+}
+
+// "3b-g64, 3b-g64-r8, ...": what `layer` was measured at, for error messages.
+std::string measured_configurations(const LayerMeasurement& layer) {
+  std::string out;
+  for (const auto& c : layer.candidates)
+    out += fmt::format("{}{}{}", out.empty() ? "" : ", ", c.spec.label(), c.rank > 0 ? fmt::format("-r{}", c.rank) : "");
+  return out;
+}
+
+}  // namespace
+
 SearchResult search_uniform(const MeasurementTable& table, const QuantSpec& spec, int rank) {
   validate_table(table);
   const std::string label = rank > 0 ? fmt::format("{}-r{}", spec.label(), rank) : spec.label();
   std::vector<int> choice(table.size());
   for (size_t l = 0; l < table.size(); ++l) {
-    const auto& cands = table[l].candidates;
-    auto it = std::find_if(cands.begin(), cands.end(),
-                           [&](const Candidate& c) { return c.spec == spec && c.rank == rank; });
-    if (it == cands.end()) {
-      std::string measured;
-      for (const auto& c : cands)
-        measured += fmt::format("{}{}{}", measured.empty() ? "" : ", ", c.spec.label(),
-                                c.rank > 0 ? fmt::format("-r{}", c.rank) : "");
-      AMLQ_FAIL(Usage, "uniform:{}: layer '{}' was not measured at {} rank {} (measured: {})", label,
-                table[l].name, spec.label(), rank, measured);
-    }
-    choice[l] = static_cast<int>(it - cands.begin());
+    choice[l] = find_candidate(table[l], spec, rank);
+    if (choice[l] < 0)
+      AMLQ_FAIL(Usage, "uniform:{}: layer '{}' was not measured at {} rank {} (measured: {})", label, table[l].name,
+                spec.label(), rank, measured_configurations(table[l]));
   }
   return summarize(table, std::move(choice), "uniform:" + label, 0);
 }
@@ -448,12 +459,10 @@ SearchResult search_listed(const MeasurementTable& table, const std::vector<List
       AMLQ_FAIL(Input, "{}: lists '{}', which is not a quantized linear of this model", origin, want.name);
     const size_t l = static_cast<size_t>(layer - table.begin());
     if (choice[l] >= 0) AMLQ_FAIL(Input, "{}: lists '{}' twice", origin, want.name);
-    const auto& cands = layer->candidates;
-    auto it = std::find_if(cands.begin(), cands.end(),
-                           [&](const Candidate& c) { return c.spec == want.spec && c.rank == want.rank; });
-    if (it == cands.end())
-      AMLQ_FAIL(Usage, "{}: '{}' was not measured at {} rank {}", origin, want.name, want.spec.label(), want.rank);
-    choice[l] = static_cast<int>(it - cands.begin());
+    choice[l] = find_candidate(*layer, want.spec, want.rank);
+    if (choice[l] < 0)
+      AMLQ_FAIL(Usage, "{}: '{}' was not measured at {} rank {} (measured: {})", origin, want.name, want.spec.label(),
+                want.rank, measured_configurations(*layer));
   }
   for (size_t l = 0; l < table.size(); ++l)
     if (choice[l] < 0) AMLQ_FAIL(Input, "{}: does not list '{}' (every quantized linear needs a configuration)", origin,

@@ -313,6 +313,11 @@ def main():
     seeds(corpus, "plan_json", [("plan.json", json.dumps({"input_hash": "0123456789abcdef", "plan": {
         "method": "minmax", "target_bpw": 3.0, "achieved_bpw": 2.9, "max_eps": 0.05, "sum_eps": 0.06,
         "threshold": 0.05, "choice": [1, 0]}}, indent=1))])
+    # A --search plan:<file> file: a quantize report's "layers" (extra keys ignored).
+    seeds(corpus, "listed_plan_json", [("report.json", json.dumps({"method": "minsum", "layers": [
+        {"name": "model.layers.0.self_attn.q_proj", "spec": "3b-g64", "rank": 0, "bpw": 3.25},
+        {"name": "model.layers.0.mlp.down_proj", "spec": "25%4b-g64+75%3b-g64", "rank": 8},
+        {"name": "model.layers.0.self_attn.v_proj", "spec": "4b-g32-sym-noact"}]}, indent=1))])
     # Edit scripts for the structured HDF5 targets (hdf5_edits.cc): byte 0 of
     # model_h5 picks the base file; the rest are edits.
     scripts = [("intact", b""),

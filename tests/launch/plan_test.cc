@@ -108,6 +108,11 @@ TEST(PlanCommand, BadInputGivesAClearErrorAndExitCode) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   r = test::run_amlq("plan " + config + " --rates " + dir.file("missing.toml"));
   EXPECT_EQ(r.exit_code, 3) << r.output;
+  r = test::run_amlq("plan " + config + " --measure-rows 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--measure-rows must be in (0, 1]"), std::string::npos) << r.output;
+  r = test::run_amlq("plan " + config + " --measure-errors fast");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
 }
 
 // A broken config.json: exit code 3 (input) and one error line naming the file.

@@ -285,26 +285,34 @@ TEST(ClusterPlan, DeviceMemoryIsTheLargestCallTimesConcurrentWorkers) {
   EXPECT_EQ(make_plan(c, in, rates, false).ranks[0].peak_device, 0);
 }
 
-TEST(TimeModel, MeasureTimeFollowsTheRecipeSpaceAndWhereTheHessianIsFactored) {
+TEST(TimeModel, MeasureTimeFollowsTheRecipeSpaceTheRowsAndTheErrorMode) {
   const ModelConfig c = config_of(1024, 2816, 2, 16, 16, 1000);
   const OpRates rates = test_rates(false);
   PlanInputs in = inputs_for(1, 1);
-  const double fast = make_plan(c, in, rates, false).times.ranks[0].measure.seconds;
+  auto measure_seconds = [&] { return make_plan(c, in, rates, false).times.ranks[0].measure.seconds; };
+  const double fast = measure_seconds();
   in.job.search = "uniform:4b-g64";
   in.space = measured_space(in.job);
-  const double one_spec = make_plan(c, in, rates, false).times.ranks[0].measure.seconds;
+  const double one_spec = measure_seconds();
   EXPECT_GT(fast, 3 * one_spec);  // 'fast' measures 7 specs with ranks
   in.job.recipes = "fast";
   in.job.search = "minmax";
   in.space = measured_space(in.job);
-  in.algorithm.gptq_factor_per_site = true;
-  in.algorithm.whiten_factor_per_site = true;
-  const double per_site = make_plan(c, in, rates, false).times.ranks[0].measure.seconds;
-  EXPECT_LT(per_site, fast);
+  EXPECT_DOUBLE_EQ(measure_seconds(), fast);
+  // GPTQ's own float32 errors skip the fp64 solve and the tridiagonalization.
+  in.job.measure_errors = ErrorMode::Approximate;
+  EXPECT_LT(measure_seconds(), fast);
+  in.job.measure_errors = ErrorMode::Exact;
+  // A quarter of the rows of the 1024- and 2816-row linears (the floor is 256).
+  in.job.measure_rows = 0.25;
+  const double quarter = measure_seconds();
+  EXPECT_LT(quarter, 0.6 * fast);
+  in.job.measure_rows_min = 1024;  // no fewer than all rows of the 1024-row linears
+  EXPECT_GT(measure_seconds(), quarter);
+  in.job.measure_rows = 1;
   // More workers, shorter measure (7 specs per linear to share out).
-  in.algorithm = {};
   in.job.threads = 4;
-  EXPECT_LT(make_plan(c, in, rates, false).times.ranks[0].measure.seconds, 0.5 * fast);
+  EXPECT_LT(measure_seconds(), 0.5 * fast);
 }
 
 TEST(TimeModel, LaterStagesWaitForTheEarlierOnes) {
