@@ -146,10 +146,8 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   job.sensitivity_windows = o.sensitivity_windows;
   job.measure_rows = o.measure_rows;
   job.measure_rows_min = o.measure_rows_min;
-  job.measure_errors = o.measure_errors == "approx" ? ErrorMode::Approximate : ErrorMode::Exact;
-  if (!(job.measure_rows > 0 && job.measure_rows <= 1))
-    AMLQ_FAIL(Usage, "--measure-rows must be in (0, 1], got {}", job.measure_rows);
-  if (job.measure_rows_min < 1) AMLQ_FAIL(Usage, "--measure-rows-min must be >= 1, got {}", job.measure_rows_min);
+  job.measure_errors = parse_error_mode(o.measure_errors);
+  check_measure_rows(job.measure_rows, job.measure_rows_min);
   job.replicas = o.replicas;
   job.layers_per_rank = o.layers_per_rank;
   job.threads = resolve_threads(o.threads > 0 ? o.threads : global.threads);

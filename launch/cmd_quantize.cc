@@ -108,10 +108,8 @@ QuantizeOptions resolve(const QuantizeCliOptions& o) {
   j.calib_spec.random_offsets = !o.consecutive;
   j.sequential = parse_sequential_mode(o.sequential);
   j.memory_turns = parse_turn_mode(o.memory_turns);
-  j.measure_errors = o.measure_errors == "approx" ? ErrorMode::Approximate : ErrorMode::Exact;
-  if (!(j.measure_rows > 0 && j.measure_rows <= 1))
-    AMLQ_FAIL(Usage, "--measure-rows must be in (0, 1], got {}", j.measure_rows);
-  if (j.measure_rows_min < 1) AMLQ_FAIL(Usage, "--measure-rows-min must be >= 1, got {}", j.measure_rows_min);
+  j.measure_errors = parse_error_mode(o.measure_errors);
+  check_measure_rows(j.measure_rows, j.measure_rows_min);
   if (j.target_bpw <= 0) AMLQ_FAIL(Usage, "--target-bpw must be positive, got {}", j.target_bpw);
   if (j.calib_spec.num_samples <= 0 || j.calib_spec.seqlen <= 1)
     AMLQ_FAIL(Usage, "--calib-samples must be >= 1 and --calib-seqlen >= 2");

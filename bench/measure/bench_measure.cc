@@ -153,11 +153,12 @@ int cheapest_under(const LayerMeasurement& t, double cap) {
   return best;
 }
 
-std::vector<double> parse_list(const std::string& list) {
-  std::vector<double> out;
+// "a,b,c" -> {"a", "b", "c"}.
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
   for (size_t at = 0; at < list.size();) {
     const size_t comma = std::min(list.find(',', at), list.size());
-    out.push_back(std::stod(list.substr(at, comma - at)));
+    out.push_back(list.substr(at, comma - at));
     at = comma + 1;
   }
   return out;
@@ -179,10 +180,7 @@ int main(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--paths") && i + 1 < argc) {
       paths.clear();
       reference = false;
-      const std::string list = argv[++i];
-      for (size_t at = 0; at < list.size();) {
-        const size_t comma = std::min(list.find(',', at), list.size());
-        const std::string item = list.substr(at, comma - at);
+      for (const std::string& item : split_list(argv[++i])) {
         if (item == "reference") {
           reference = true;
         } else if (item == "exact" || item == "approx" || item == "exact/none" || item == "approx/none") {
@@ -191,27 +189,22 @@ int main(int argc, char** argv) {
           fmt::print(stderr, "bench_measure: unknown path '{}' in --paths\n", item);
           return 2;
         }
-        at = comma + 1;
       }
     } else if (!std::strcmp(argv[i], "--floor")) {
       floor = true;
     } else if (!std::strcmp(argv[i], "--rows") && i + 1 < argc) {
-      row_fractions = parse_list(argv[++i]);
-      for (double f : row_fractions) {
+      for (const std::string& item : split_list(argv[++i])) {
+        const double f = std::stod(item);
         if (!(f > 0 && f < 1)) {
           fmt::print(stderr, "bench_measure: --rows fractions must lie in (0, 1), got {}\n", f);
           return 2;
         }
+        row_fractions.push_back(f);
       }
     } else if (!std::strcmp(argv[i], "--shapes") && i + 1 < argc) {
       shapes.clear();
-      std::string list = argv[++i];
-      for (size_t at = 0; at < list.size();) {
-        const size_t comma = std::min(list.find(',', at), list.size());
-        const std::string item = list.substr(at, comma - at);
+      for (const std::string& item : split_list(argv[++i]))
         shapes.push_back({std::stoi(item.substr(0, item.find('x'))), std::stoi(item.substr(item.find('x') + 1))});
-        at = comma + 1;
-      }
     } else {
       fmt::print(stderr,
                  "usage: bench_measure [--quick] [--shapes MxN,...] [--skip-reference] [--paths P,...] "

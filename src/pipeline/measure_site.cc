@@ -62,10 +62,15 @@ RowEstimate estimate_total(const Eigen::Ref<const VectorD>& per_row, int all_row
 
 }  // namespace
 
+int64_t measured_row_count(int64_t rows, double fraction, int min_rows) {
+  if (fraction >= 1) return rows;
+  const auto sampled = static_cast<int64_t>(std::ceil(fraction * static_cast<double>(rows)));
+  return std::clamp<int64_t>(std::max<int64_t>(sampled, min_rows), 1, rows);
+}
+
 std::vector<int> measured_rows(const std::string& name, int rows, double fraction, int min_rows) {
   AMLQ_ASSERT(fraction > 0 && fraction <= 1, "measured row fraction {}", fraction);
-  if (fraction >= 1) return {};
-  const int count = std::clamp(std::max(static_cast<int>(std::ceil(fraction * rows)), min_rows), 1, rows);
+  const int count = static_cast<int>(measured_row_count(rows, fraction, min_rows));
   if (count >= rows) return {};
   // Seeded by the name (not by rank or thread): the same rows in every run.
   Hasher h;

@@ -59,5 +59,7 @@ LayerMeasurement measure_linear_reference(Backend& backend, const QuantizeOption
 // 0.25) the standard error reached 52% of eps and the low-rank terms were
 // biased low, which moved minsum's plan (+20% perplexity).
 std::vector<int> measured_rows(const std::string& name, int rows, double fraction, int min_rows = 1);
+// How many rows that is (rows when all): what the memory and time models charge.
+int64_t measured_row_count(int64_t rows, double fraction, int min_rows);
 
 }  // namespace amlq

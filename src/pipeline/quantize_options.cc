@@ -36,4 +36,15 @@ TurnMode parse_turn_mode(std::string_view name) {
   AMLQ_FAIL(Usage, "--memory-turns must be off, on or auto, got '{}'", name);
 }
 
+ErrorMode parse_error_mode(std::string_view name) {
+  if (name == "exact") return ErrorMode::Exact;
+  if (name == "approx") return ErrorMode::Approximate;
+  AMLQ_FAIL(Usage, "--measure-errors must be exact or approx, got '{}'", name);
+}
+
+void check_measure_rows(double fraction, int min_rows) {
+  if (!(fraction > 0 && fraction <= 1)) AMLQ_FAIL(Usage, "--measure-rows must be in (0, 1], got {}", fraction);
+  if (min_rows < 1) AMLQ_FAIL(Usage, "--measure-rows-min must be >= 1, got {}", min_rows);
+}
+
 }  // namespace amlq

@@ -29,6 +29,11 @@ enum class TurnMode { Off, On, Auto };
 std::string turn_mode_name(TurnMode mode);
 TurnMode parse_turn_mode(std::string_view name);  // throws Usage
 
+// --measure-errors: "exact" or "approx" (lowrank/spec_errors.h); throws Usage.
+ErrorMode parse_error_mode(std::string_view name);
+// --measure-rows F in (0, 1] and --measure-rows-min >= 1; throws Usage.
+void check_measure_rows(double fraction, int min_rows);
+
 struct QuantizeOptions {
   std::string model;         // MODEL_DIR (config.json + safetensors)
   std::string calib;         // calibration data: text or ids (.u16/.u32/.npy)

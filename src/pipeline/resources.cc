@@ -12,6 +12,7 @@
 #include "model/hessian_accumulator.h"
 #include "model/layer_statistics.h"
 #include "pipeline/json_checkpoint.h"
+#include "pipeline/measure_site.h"
 #include "quant/packed_format.h"
 #include "search/search.h"
 
@@ -54,9 +55,7 @@ int64_t site_dim(const Shapes& s, InputSite site) {
 // working copy, codes and the float panel of U, then, with low rank, the
 // whitened error and its top eigenpairs (lowrank/spec_errors.h).
 int64_t measure_working_set(int64_t m, int64_t n, const ResourceInputs& in) {
-  const int64_t sampled = std::max<int64_t>(static_cast<int64_t>(std::ceil(static_cast<double>(m) * in.measure_rows)),
-                                            in.measure_rows_min);
-  const int64_t s = in.measure_rows >= 1 ? m : std::clamp<int64_t>(sampled, 1, m);
+  const int64_t s = measured_row_count(m, in.measure_rows, in.measure_rows_min);
   const int64_t sn = s * n;
   const int64_t gptq = sn * 4 + sn + int64_t{128} * n * 4;
   if (!in.lowrank || in.max_rank <= 0) return gptq + sn * 8;

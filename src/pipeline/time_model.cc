@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include <fmt/ranges.h>
 #include "model/layer_statistics.h"
+#include "pipeline/measure_site.h"
 #include "pipeline/topology.h"
 
 namespace amlq {
@@ -288,12 +289,6 @@ class Model {
     return s;
   }
 
-  // Rows measured of an m-row linear (pipeline/measure_site.h measured_rows).
-  double measured_rows(double m) const {
-    if (in_.measure_rows >= 1) return m;
-    return std::min(m, std::max(std::ceil(in_.measure_rows * m), static_cast<double>(in_.measure_rows_min)));
-  }
-
   // The top k eigenpairs of an n x n Gram matrix (lowrank/top_eigen.h). Eigen's
   // Householder tridiagonalization is unblocked, so memory-bound at n in the
   // thousands: each column streams the trailing lower triangle for a symmetric
@@ -308,7 +303,8 @@ class Model {
   // measure_site's work for one (linear, spec) against its site's shared factor
   // (lowrank/spec_errors.h, kernels/cuda_backend.cc), on the rows measured.
   Split measure_task(StageTime& t, double m, double n) const {
-    const double s = measured_rows(m);
+    const double s = static_cast<double>(
+        measured_row_count(static_cast<int64_t>(m), in_.measure_rows, in_.measure_rows_min));
     Split out = quantize(t, s, n, false);
     const double sn = s * n;
     const double k = in_.lowrank == LowRankMethod::None ? 0 : std::min<double>(max_rank(), std::min(s, n));
