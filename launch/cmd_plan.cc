@@ -40,6 +40,7 @@ struct PlanCliOptions {
   int batch = 8;
   int samples_per_block = 8;
   int sensitivity_windows = 4;
+  int validate_windows = QuantizeOptions{}.validate_windows;
   std::string sequential = "none";
   std::string memory_turns = "auto";
   int layers_per_rank = 0;
@@ -144,6 +145,7 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   job.batch = o.batch;
   job.samples_per_block = o.samples_per_block;
   job.sensitivity_windows = o.sensitivity_windows;
+  job.validate_windows = o.validate_windows;
   job.measure_rows = o.measure_rows;
   job.measure_rows_min = o.measure_rows_min;
   job.measure_errors = parse_error_mode(o.measure_errors);
@@ -221,6 +223,9 @@ void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
   cmd->add_option("--sensitivity-windows", o->sensitivity_windows, "Loss-sensitivity probe windows (0: none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--validate-windows", o->validate_windows,
+                  "As quantize: plan validation windows (0: none; else the pack pass packs up to 3 plans)")
+      ->capture_default_str();
   cmd->add_option("--samples-per-block", o->samples_per_block, "Samples per Hessian accumulation block")
       ->capture_default_str();
   cmd->add_option("--sequential", o->sequential, "Statistics of the pack pass: none, layer or true")

@@ -65,6 +65,12 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
                   "searches then weigh every linear alike)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--validate-windows", j.validate_windows,
+                  "Held-out calibration windows on which the search's plan, the uniform-front plan and minmax are "
+                  "compared once packed; the one with the lowest NLL is written (0: pack the search's plan as is; "
+                  "the extra plans are packed in the same walk with --sequential none)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
   cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (default: the global --threads)");
   cmd->add_option("--samples-per-block", j.samples_per_block,

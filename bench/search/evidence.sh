@@ -4,8 +4,11 @@
 # one measurement (per low-rank setting) is reused by every run (--resume):
 #   - the uniform GPTQ front (no low-rank): 2b-g32, 3b-g64, 3b-g32, 4b-g64, 4b-g32
 #   - minmax, minmax-weighted, minsum-unweighted, minsum (loss-weighted), each
-#     with --lowrank none and whiten, at 2.5 / 3.0 / 3.5 / 4.25 bpw and at the
-#     uniform 2b-g32 and 3b-g64 runs' own budgets.
+#     as the search alone (--validate-windows 0), and minsum+validation (the
+#     default: the plan with the lowest held-out NLL among minsum's, the
+#     uniform-front plan and minmax's), each with --lowrank none and whiten, at
+#     2.5 / 3.0 / 3.5 / 4.25 bpw and at the uniform 2b-g32 and 3b-g64 runs' own
+#     budgets (their bpw rounded up to 1e-6, so that the uniform plan fits).
 # Prints one Markdown table per model (seed-mean ppl, +- half the min-max spread),
 # the acceptance checks of issue 15, and the correlation between the predicted
 # (sensitivities) and measured NLL increase over all runs; draws
@@ -25,7 +28,7 @@ test=$shared/data/wikitext2/test.tok512.u16
 out=out/bench-search
 mkdir -p "$out"
 uniform_specs=(2b-g32 3b-g64 3b-g32 4b-g64 4b-g32)
-methods=(minmax minmax-weighted minsum-unweighted minsum)
+methods=(minmax minmax-weighted minsum-unweighted minsum minsum+validation)
 budgets=(2.5 3.0 3.5 4.25)
 
 run() {  # run MODEL SEED LOWRANK NAME ARGS...: one quantization, its report in $out/MODEL/s$SEED/NAME.json
@@ -47,12 +50,14 @@ for model in $models; do
     for spec in "${uniform_specs[@]}"; do run "$model" "$seed" none "uniform-$spec" --search "uniform:$spec" --target-bpw 8; done
     own=()
     for spec in 2b-g32 3b-g64; do
-      own+=("$(python3 -c "import json,sys; print(f'{json.load(open(sys.argv[1]))[\"achieved_bpw\"]:.6f}')" \
+      own+=("$(python3 -c "import json,math,sys; print(f'{math.ceil(json.load(open(sys.argv[1]))[\"achieved_bpw\"] * 1e6) / 1e6:.6f}')" \
         "$out/$model/s$seed/uniform-$spec.json")")
     done
     for lowrank in none whiten; do
       for method in "${methods[@]}"; do
-        for b in "${budgets[@]}" "${own[@]}"; do run "$model" "$seed" "$lowrank" "$method-$lowrank-$b" --search "$method" --target-bpw "$b"; done
+        search=(--search "${method%+validation}")
+        [[ $method == *+validation ]] || search+=(--validate-windows 0)
+        for b in "${budgets[@]}" "${own[@]}"; do run "$model" "$seed" "$lowrank" "$method-$lowrank-$b" "${search[@]}" --target-bpw "$b"; done
       done
     done
   done
@@ -114,7 +119,7 @@ for model in models:
         print(f"| {s} | " + " | ".join(cells) + " |")
     print("\n`*`: at or below the piecewise-linear uniform front (seed means).")
     # Acceptance lines of issue 15 for the default search.
-    default = "minsum (whiten low-rank)"
+    default = "minsum+validation (whiten low-rank)"
     for spec in ("3b-g64", "2b-g32"):
         if spec in uni:
             own = [b for b in budgets if abs(float(b) - uni[spec][2]) < 1e-3]
@@ -125,6 +130,17 @@ for model in models:
     if (default, "3.0") in runs and ("minmax (whiten low-rank)", "3.0") in runs:
         a, b = cell(runs[(default, "3.0")])[0], cell(runs[("minmax (whiten low-rank)", "3.0")])[0]
         print(f"- {default} at 3.0: {a:{fmt}} vs minmax {b:{fmt}}: {'no worse' if a <= b else 'WORSE'}")
+    # Which plan the validation kept, over every validated run of this model.
+    kept = {}
+    for seed in seeds:
+        for path in glob.glob(f"{out}/{model}/s{seed}/minsum+validation-*.json"):
+            v = json.load(open(path)).get("validation")
+            if v:
+                m = next(p["method"] for p in v["plans"] if p["chosen"])
+                m = "front" if m.startswith(("front:", "uniform:")) else m
+                kept[m] = kept.get(m, 0) + 1
+    if kept:
+        print("- plans the validation kept: " + ", ".join(f"{m} {n}" for m, n in sorted(kept.items())))
     # The picture: ppl (log) against bpw, one polyline per series.
     W, H, L, T = 760, 460, 70, 30
     pts = {s: sorted((cell(v)[2], cell(v)[0]) for (ss, b), v in runs.items() if ss == s) for s in series + ["uniform"]}
@@ -133,7 +149,7 @@ for model in models:
     x0, x1, y0, y1 = min(xs) - 0.05, max(xs) + 0.05, min(ys) - 0.05, max(ys) + 0.05
     X = lambda x: L + (x - x0) / (x1 - x0) * (W - L - 230)
     Y = lambda y: T + (y1 - math.log(y)) / (y1 - y0) * (H - T - 50)
-    colors = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    colors = ["#000000", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{L}" y="18" font-size="13">{model}: WikiText-2 ppl (log scale) against bits per weight, mean of {len(seeds)} seeds</text>',

@@ -50,10 +50,15 @@ done
 for lr in svd l2qer whiten; do
   run "gptq-3b-g64-$lr-r8" --lowrank "$lr" --recipes fast --search uniform:3b-g64-r8 --target-bpw 8
 done
+# Each search's own plan (--validate-windows 0), then the default: minsum's plan
+# validated against the uniform-front plan and minmax's on held-out windows.
 for search in minmax minmax-weighted minsum-unweighted minsum; do
   for bpw in 2.5 3.0 3.5 4.25; do
-    run "$search-$bpw" --lowrank whiten --recipes default --search "$search" --target-bpw "$bpw"
+    run "$search-$bpw" --lowrank whiten --recipes default --search "$search" --validate-windows 0 --target-bpw "$bpw"
   done
+done
+for bpw in 2.5 3.0 3.5 4.25; do
+  run "default-$bpw" --lowrank whiten --recipes default --target-bpw "$bpw"
 done
 
 echo "| configuration | bpw | WikiText-2 ppl (seqlen 512) | seconds (quantize) |"

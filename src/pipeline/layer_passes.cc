@@ -369,11 +369,22 @@ const Candidate& chosen(const MeasurementTable& table, const SearchResult& plan,
   return table[g].candidates.at(static_cast<size_t>(plan.choice[g]));
 }
 
+// What the plans packed at one site share: the factors of the site's damped
+// Hessian (one per column order) and every linear already packed, by (linear,
+// candidate), so that a configuration two plans chose is quantized once.
+struct SiteShared {
+  std::map<bool, std::unique_ptr<SiteFactor>> factors;
+  std::map<std::pair<int, int>, PackedLinear> packed;
+};
+
 // Quantizes this replica's linears of one site with their chosen candidates;
 // every replica of the stage then holds all of the site's packed linears.
 void pack_site(PassContext& ctx, int layer, InputSite site, const SiteStatistics& stats,
-               const MeasurementTable& table, const SearchResult& plan, std::map<int, PackedLinear>& packed) {
+               const MeasurementTable& table, const SearchResult& plan, std::map<int, PackedLinear>& packed,
+               SiteShared& shared) {
   const auto linears = decoder_linears(ctx.config);
+  const size_t per_layer = linears.size();
+  auto choice_of = [&](int j) { return plan.choice.at(static_cast<size_t>(layer) * per_layer + static_cast<size_t>(j)); };
   std::vector<int> mine, all;
   for (int j = 0; j < static_cast<int>(linears.size()); ++j) {
     if (linears[j].input != site) continue;
@@ -383,15 +394,20 @@ void pack_site(PassContext& ctx, int layer, InputSite site, const SiteStatistics
   Timer timer;
   // One factor of the site's damped Hessian per column order the chosen specs
   // use, shared by the site's linears (the result is the same as factoring per linear).
-  std::map<bool, std::unique_ptr<SiteFactor>> factors;
   if (!ctx.options.rtn)
     for (int j : mine) {
+      if (shared.packed.count({j, choice_of(j)})) continue;
       const bool act_order = chosen(table, plan, ctx.config, layer, j).spec.act_order;
-      if (!factors.count(act_order)) factors[act_order] = ctx.backend.factor_site(stats.hessian, act_order, ctx.options.gptq);
+      if (!shared.factors.count(act_order))
+        shared.factors[act_order] = ctx.backend.factor_site(stats.hessian, act_order, ctx.options.gptq);
     }
   std::vector<PackedLinear> results(mine.size());
   parallel_for(static_cast<int>(mine.size()), ctx.options.threads, [&](int i) {
     const int j = mine[static_cast<size_t>(i)];
+    if (const auto hit = shared.packed.find({j, choice_of(j)}); hit != shared.packed.end()) {
+      results[static_cast<size_t>(i)] = hit->second;  // another plan chose the same
+      return;
+    }
     const LinearSpec& spec = linears[static_cast<size_t>(j)];
     const MatrixF w = read_linear_weight(ctx.checkpoint, spec, layer);
     VectorF bias;
@@ -402,7 +418,7 @@ void pack_site(PassContext& ctx, int layer, InputSite site, const SiteStatistics
     const Candidate& c = chosen(table, plan, ctx.config, layer, j);
     results[static_cast<size_t>(i)] =
         pack_linear_choice(ctx.backend, ctx.options, layer_tensor_name(layer, spec.name), w, bias, stats, c,
-                           factors.count(c.spec.act_order) ? factors.at(c.spec.act_order).get() : nullptr);
+                           shared.factors.count(c.spec.act_order) ? shared.factors.at(c.spec.act_order).get() : nullptr);
     const auto& p = results[static_cast<size_t>(i)];
     AMLQ_LOG_INFO("  {} {} r{} bpw={:.3f} eps={:.2e}", p.name, c.spec.label(), c.rank, p.bpw, p.eps);
   });
@@ -433,16 +449,14 @@ void pack_site(PassContext& ctx, int layer, InputSite site, const SiteStatistics
       in = in.subspan(static_cast<size_t>(n));
     }
   }
-  for (int j : all) AMLQ_ASSERT(packed.count(j), "layer {}: linear {} was packed by nobody", layer, j);
+  for (int j : all) {
+    AMLQ_ASSERT(packed.count(j), "layer {}: linear {} was packed by nobody", layer, j);
+    shared.packed.emplace(std::make_pair(j, choice_of(j)), packed.at(j));
+  }
 }
 
-// The layer as the next layer sees it once `packed` linears replace their FP
-// weights: W_hat + A B as dense float32 (bias unchanged).
-void replace_with_packed(DecoderLayerWeights& weights, const std::map<int, PackedLinear>& packed) {
-  for (const auto& [j, p] : packed) weights.linears[static_cast<size_t>(j)].dense = dequantize(p, true);
-}
-
-void write_pack_file(PassContext& ctx, int layer, const std::map<int, PackedLinear>& packed, const std::string& hash) {
+void write_pack_file(PassContext& ctx, const WorkDir& work, int layer, const std::map<int, PackedLinear>& packed,
+                     const std::string& hash) {
   if (ctx.topo.replica != 0) return;
   QuantizedModel part;
   part.header.source_model = ctx.options.model;
@@ -451,30 +465,42 @@ void write_pack_file(PassContext& ctx, int layer, const std::map<int, PackedLine
   part.header.lowrank_method = lowrank_method_name(ctx.options.lowrank);
   part.header.extra_json = nlohmann::json{{"input_hash", hash}, {"layer", layer}}.dump();
   for (const auto& [j, p] : packed) part.linears.push_back(p);
-  const std::string path = ctx.work.pack_layer(layer);
+  const std::string path = work.pack_layer(layer);
   remove_checkpoint(path);
   write_quantized_model(path, part);
   write_seal(path, kPackLayerKind, hash);
 }
 
-std::map<int, PackedLinear> read_pack_file(const PassContext& ctx, int layer) {
-  const QuantizedModel part = read_quantized_model(ctx.work.pack_layer(layer), true);
+}  // namespace
+
+// The layer as the next layer sees it once `packed` linears replace their FP
+// weights: W_hat + A B as dense float32 (bias unchanged).
+void replace_with_packed(DecoderLayerWeights& weights, const std::map<int, PackedLinear>& packed) {
+  for (const auto& [j, p] : packed) weights.linears[static_cast<size_t>(j)].dense = dequantize(p, true);
+}
+
+std::map<int, PackedLinear> read_pack_file(const WorkDir& work, const ModelConfig& config, int layer) {
+  const QuantizedModel part = read_quantized_model(work.pack_layer(layer), true);
   std::map<int, PackedLinear> out;
-  const auto linears = decoder_linears(ctx.config);
+  const auto linears = decoder_linears(config);
   for (const auto& p : part.linears)
     for (int j = 0; j < static_cast<int>(linears.size()); ++j)
       if (p.name == layer_tensor_name(layer, linears[static_cast<size_t>(j)].name)) out[j] = p;
-  AMLQ_REQUIRE(out.size() == linears.size(), "{}: holds {} of layer {}'s {} linears", ctx.work.pack_layer(layer),
+  AMLQ_REQUIRE(out.size() == linears.size(), "{}: holds {} of layer {}'s {} linears", work.pack_layer(layer),
                out.size(), layer, linears.size());
   return out;
 }
 
-}  // namespace
-
-void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResult& plan,
-               const std::function<std::string(int)>& layer_hash, const std::vector<char>& done) {
+void pack_pass(PassContext& ctx, const MeasurementTable& table, const std::vector<PackTarget>& targets) {
   const LayerBlock mine = ctx.topo.my_layers();
   const SequentialMode mode = ctx.options.sequential;
+  const bool sequential = mode != SequentialMode::None;
+  AMLQ_ASSERT(!targets.empty() && (!sequential || targets.size() == 1),
+              "the pack pass packs {} plans at once; sequential modes pack one", targets.size());
+  // A layer is done once every plan has it.
+  std::vector<char> done(static_cast<size_t>(ctx.config.num_layers), 1);
+  for (const auto& t : targets)
+    for (size_t l = 0; l < done.size(); ++l) done[l] = done[l] && t.done.at(l);
   auto pending = [&](int first, int end) {
     for (int l = first; l < end; ++l)
       if (!done[static_cast<size_t>(l)]) return true;
@@ -490,7 +516,6 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
   if (!stage_pending && !later_pending) return idle_turn();
 
   MatrixF hidden;
-  const bool sequential = mode != SequentialMode::None;
   // The inputs of this stage's first layer. FP statistics: the measure pass's
   // pipeline again (and the next stage is fed from it). Sequential: whatever the
   // earlier stages' quantized layers produced, received before the walk.
@@ -521,13 +546,13 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
     if (sequential && layer == mine.end - 1 && later_pending)
       send_on = [&](int mb) { send_rows(ctx, hidden, mb, next_rank(ctx), kPackPassTag); };
     if (done[static_cast<size_t>(layer)]) {
-      if (sequential) replace_with_packed(weights, read_pack_file(ctx, layer));
+      if (sequential) replace_with_packed(weights, read_pack_file(targets.front().work, ctx.config, layer));
       forward_layer_in_place(ctx, weights, rope, hidden, nullptr, {}, send_on);
       AMLQ_LOG_INFO("[{}/{}] layer {}: pack checkpoint reused, forward only", layer - mine.first + 1, mine.size(),
                     layer);
       continue;
     }
-    std::map<int, PackedLinear> packed;
+    std::vector<std::map<int, PackedLinear>> packed(targets.size());
     if (mode == SequentialMode::True) {
       // Each site's statistics through the linears already quantized before it.
       for (InputSite site : kSites) {
@@ -540,9 +565,10 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
         auto r = acc.take_result();
         const SiteStatistics stats{std::move(r.hessian), std::move(r.act_scale), r.tokens};
         std::map<int, PackedLinear> site_packed;
-        pack_site(ctx, layer, site, stats, table, plan, site_packed);
+        SiteShared shared;
+        pack_site(ctx, layer, site, stats, table, *targets.front().plan, site_packed, shared);
         replace_with_packed(weights, site_packed);
-        packed.insert(site_packed.begin(), site_packed.end());
+        packed.front().insert(site_packed.begin(), site_packed.end());
       }
       forward_layer_in_place(ctx, weights, rope, hidden, nullptr, {}, send_on);
     } else {
@@ -560,22 +586,28 @@ void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResu
       Timer merge_timer;
       merge_replica_statistics(ctx.stage_replicas, stats);
       ctx.times.statistics += merge_timer.seconds();
+      // Every plan from the same statistics, site by site (a site's are freed after).
       for (InputSite site : kSites) {
         const SiteStatistics site_stats = take_site(stats, site);
-        pack_site(ctx, layer, site, site_stats, table, plan, packed);
+        SiteShared shared;
+        for (size_t k = 0; k < targets.size(); ++k)
+          if (!targets[k].done.at(static_cast<size_t>(layer)))
+            pack_site(ctx, layer, site, site_stats, table, *targets[k].plan, packed[k], shared);
       }
       if (sequential) {
-        replace_with_packed(weights, packed);
+        replace_with_packed(weights, packed.front());
         forward_layer_in_place(ctx, weights, rope, hidden, nullptr, {}, send_on);
       }
     }
     Timer write_timer;
-    write_pack_file(ctx, layer, packed, layer_hash(layer));
+    for (size_t k = 0; k < targets.size(); ++k)
+      if (!targets[k].done.at(static_cast<size_t>(layer)))
+        write_pack_file(ctx, targets[k].work, layer, packed[k], targets[k].layer_hash(layer));
     ctx.times.write += write_timer.seconds();
     fail_if_asked(ctx, "pack");
     slow_if_asked(ctx, "pack");
-    AMLQ_LOG_INFO("[{}/{}] layer {}: packed in {:.1f}s", layer - mine.first + 1, mine.size(), layer,
-                  layer_timer.seconds());
+    AMLQ_LOG_INFO("[{}/{}] layer {}: packed in {:.1f}s{}", layer - mine.first + 1, mine.size(), layer,
+                  layer_timer.seconds(), targets.size() > 1 ? fmt::format(" ({} plans)", targets.size()) : "");
   }
   ctx.turns.done(kPackTurnTag);
 }

@@ -17,6 +17,7 @@
 // A rank therefore holds: its weights as mmapped source tensors, one decoder
 // layer in float32, its share of calibration activations, the statistics of ONE
 // decoder layer, and one site's measure working set (pipeline/resources.h).
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -25,10 +26,12 @@
 #include "core/mpi_comm.h"
 #include "io/model_config.h"
 #include "io/safetensors.h"
+#include "model/model_weights.h"
 #include "pipeline/memory_turns.h"
 #include "pipeline/quantize_options.h"
 #include "pipeline/topology.h"
 #include "pipeline/work_dir.h"
+#include "quant/packed_linear.h"
 #include "search/measurement.h"
 #include "search/recipe_space.h"
 #include "search/search.h"
@@ -76,10 +79,29 @@ std::map<int, MeasurementTable> measure_pass(PassContext& ctx, const RecipeSpace
                                              const std::function<std::string(int)>& layer_hash,
                                              const std::vector<char>& done, bool statistics_only);
 
-// The pack pass: quantizes every not-`done` layer of this stage with the plan's
-// candidates (table and plan as on rank 0) and writes pack/layer_NNNNN.h5.
-void pack_pass(PassContext& ctx, const MeasurementTable& table, const SearchResult& plan,
-               const std::function<std::string(int)>& layer_hash, const std::vector<char>& done);
+// One plan the pack pass packs: its choices (as on rank 0), the work directory
+// whose pack_layer() receives its layers, their input hashes, and which layers
+// already have a valid checkpoint (a flag per layer of the model).
+struct PackTarget {
+  const SearchResult* plan = nullptr;
+  WorkDir work;
+  std::function<std::string(int)> layer_hash;
+  std::vector<char> done;
+};
+
+// The pack pass: quantizes every not-done layer of this stage with each
+// target's chosen candidates and writes its pack checkpoint. Several targets
+// (plan validation, --sequential none only) share one walk: the statistics
+// are computed once per layer, each site's factors once, and a (linear,
+// candidate) two plans chose is quantized once.
+void pack_pass(PassContext& ctx, const MeasurementTable& table, const std::vector<PackTarget>& targets);
+
+// The packed linears of `layer` from its pack checkpoint (work.pack_layer), by
+// index in decoder_linears order; Input error unless it holds all of them.
+std::map<int, PackedLinear> read_pack_file(const WorkDir& work, const ModelConfig& config, int layer);
+// The layer as the next layer sees it once `packed` linears replace their FP
+// weights: W_hat + A B as dense float32 (bias unchanged).
+void replace_with_packed(DecoderLayerWeights& weights, const std::map<int, PackedLinear>& packed);
 
 // Reads a stage's measurement rows from its per-layer checkpoints (kind below).
 inline constexpr const char* kMeasureLayerKind = "amlq-measure-layer";

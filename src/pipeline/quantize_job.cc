@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 
@@ -26,6 +27,7 @@
 #include "pipeline/input_hash.h"
 #include "pipeline/json_checkpoint.h"
 #include "pipeline/layer_passes.h"
+#include "pipeline/plan_validation.h"
 #include "pipeline/resources.h"
 #include "pipeline/sensitivity.h"
 #include "pipeline/stages.h"
@@ -40,6 +42,7 @@ namespace fs = std::filesystem;
 constexpr const char* kMeasureTableKind = "amlq-measurements";
 constexpr const char* kPlanKind = "amlq-plan";
 constexpr const char* kSensitivityKind = "amlq-sensitivity";
+constexpr const char* kValidationKind = "amlq-validation";
 
 struct RunContext {
   const QuantizeOptions& options;
@@ -267,6 +270,108 @@ std::string svg_path_of(const QuantizeOptions& options) {
   if (!options.svg.empty()) return options.svg;
   const std::string base = options.report.empty() ? options.out : options.report;
   return fs::path(base).replace_extension(".svg").string();
+}
+
+// Packs every candidate plan into its folder (`dirs`: pack/ for the search's
+// own, pack/candidate-K for the others; `hashes` their pack hashes), in one
+// walk with --sequential none, runs the validation pass
+// (pipeline/plan_validation.h) and returns the index of the plan with the
+// lowest held-out NLL, the same on every rank. The result is kept in validation.json, so that a resumed run whose
+// output is complete packs nothing again; `packed` says whether the candidates'
+// pack checkpoints were (re)made here. Fills report.validation.
+int validate_candidates(RunContext& ctx, PassContext& pass, const MeasurementTable& table,
+                        const std::vector<SearchResult>& candidates, const std::vector<WorkDir>& dirs,
+                        const std::vector<std::string>& hashes, bool reuse, const std::function<void()>& load_samples,
+                        bool& packed, QuantizeReport& report) {
+  const auto& options = ctx.options;
+  const Communicator& world = pass.world;
+  const bool coordinator = world.rank() == 0;
+  std::string joined;
+  for (const auto& h : hashes) joined += h + ",";
+  const std::string key = hash_of({joined, "validation", std::to_string(options.validate_windows),
+                                   std::to_string(options.sensitivity_windows)});
+  std::string payload;  // the checkpoint's, when it can be reused
+  if (coordinator && reuse) {
+    CheckpointCheck check;
+    if (const auto j = read_checkpoint_json(ctx.work.validation(), kValidationKind, key, check))
+      payload = j->dump();
+    else
+      report_check(check);
+  }
+  world.broadcast_string(payload, 0);
+  ValidationResult result;
+  packed = payload.empty();
+  if (!packed) {
+    const auto j = nlohmann::json::parse(payload);
+    result.nll = doubles_field(j, "nll", ctx.work.validation());
+    result.fp_nll = json_field<double>(j, "fp_nll", ctx.work.validation());
+    if (result.nll.size() != candidates.size())
+      AMLQ_FAIL(Input, "{}: holds {} plans, expected {}", ctx.work.validation(), result.nll.size(), candidates.size());
+    report.resumed.push_back("validation");
+    AMLQ_LOG_INFO("validation: reusing {}", ctx.work.validation());
+  } else {
+    int reused_layers = 0;
+    std::vector<PackTarget> targets;
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      PackTarget t{&candidates[k], dirs[k],
+                   [h = hashes[k]](int layer) { return hash_of({h, "layer", std::to_string(layer)}); },
+                   std::vector<char>(static_cast<size_t>(ctx.config.num_layers), 0)};
+      if (coordinator) t.work.create();
+      world.barrier();
+      if (reuse) {
+        t.done = agree_done_layers(pass, [&](int layer) {
+          const auto check = check_seal(t.work.pack_layer(layer), kPackLayerKind, t.layer_hash(layer));
+          report_check(check);
+          return check.valid();
+        });
+        for (char d : t.done) reused_layers += d ? 1 : 0;
+      }
+      targets.push_back(std::move(t));
+    }
+    load_samples();
+    if (options.sequential == SequentialMode::None) {
+      // One walk: the statistics once, every plan packed from them.
+      AMLQ_LOG_INFO("pack: {} plans in one walk", targets.size());
+      pack_pass(pass, table, targets);
+    } else {
+      // Sequential statistics depend on the plan: a walk per plan.
+      for (size_t k = 0; k < targets.size(); ++k) {
+        AMLQ_LOG_INFO("pack: plan {} of {}: {}", k + 1, targets.size(), candidates[k].method);
+        pack_pass(pass, table, {targets[k]});
+        world.barrier();
+      }
+    }
+    world.barrier();
+    if (reused_layers > 0)
+      report.resumed.push_back(fmt::format("pack ({} of {} layers of {} plans)", reused_layers,
+                                           ctx.config.num_layers * candidates.size(), candidates.size()));
+    std::vector<std::vector<int32_t>> windows;
+    if (pass.topo.replica == 0 && (pass.topo.first_stage() || pass.topo.last_stage()))
+      windows = held_out_windows(load_ids(options.model, options.calib, ctx.config.vocab_size), options.calib_spec,
+                                 options.sensitivity_windows, options.validate_windows, "--validate-windows");
+    result = validation_pass(pass, dirs, windows);
+    std::vector<std::string> methods;
+    for (const auto& c : candidates) methods.push_back(c.method);
+    if (coordinator)
+      write_checkpoint_json(ctx.work.validation(), kValidationKind, key,
+                            {{"nll", result.nll},
+                             {"fp_nll", result.fp_nll},
+                             {"windows", options.validate_windows},
+                             {"methods", methods}});
+  }
+  // The lowest NLL; a tie keeps the earlier plan (the search's own comes first).
+  int chosen = 0;
+  for (int k = 1; k < static_cast<int>(candidates.size()); ++k)
+    if (result.nll[static_cast<size_t>(k)] < result.nll[static_cast<size_t>(chosen)]) chosen = k;
+  report.validation_windows = options.validate_windows;
+  for (size_t k = 0; k < candidates.size(); ++k) {
+    const auto& c = candidates[k];
+    report.validation.push_back({c.method, c.achieved_bpw, c.predicted_delta_nll, result.nll[k] - result.fp_nll,
+                                 static_cast<int>(k) == chosen});
+    AMLQ_LOG_INFO("validation: {:<26} {:.4f} bpw  NLL +{:.4f} (predicted +{:.4f}){}", c.method, c.achieved_bpw,
+                  result.nll[k] - result.fp_nll, c.predicted_delta_nll, static_cast<int>(k) == chosen ? "  <- kept" : "");
+  }
+  return chosen;
 }
 
 }  // namespace
@@ -508,6 +613,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   stage.reset();
   SearchResult plan;
   std::string plan_hash;
+  // With --validate-windows, the plans packed and compared (the search's first).
+  std::vector<SearchResult> candidates;
   {
     std::string message;
     if (coordinator) {
@@ -521,7 +628,24 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
       write_checkpoint_json(ctx.work.plan(), kPlanKind, plan_hash, plan_to_json(plan));
       AMLQ_LOG_INFO("search: {} -> {:.4f} bpw (target {:.4f}), max eps {:.3e}", plan.method, plan.achieved_bpw,
                     options.target_bpw, plan.max_eps);
-      message = nlohmann::json{{"plan", plan_to_json(plan)}, {"table", table_to_json(table)}, {"hash", plan_hash}}.dump();
+      nlohmann::json alternatives = nlohmann::json::array();
+      if (options.validate_windows > 0 && is_budgeted_search(options.search)) {
+        candidates = plan_alternatives(table, plan, options.target_bpw);
+        for (const auto& c : candidates) alternatives.push_back(plan_to_json(c));
+        if (candidates.size() > 1) {
+          std::string names;
+          for (const auto& c : candidates)
+            names += fmt::format("{}{} ({:.4f} bpw, predicted +{:.4f})", names.empty() ? "" : ", ", c.method,
+                                 c.achieved_bpw, c.predicted_delta_nll);
+          AMLQ_LOG_INFO("search: {} plans to validate on {} held-out window(s): {}", candidates.size(),
+                        options.validate_windows, names);
+        }
+      }
+      message = nlohmann::json{{"plan", plan_to_json(plan)},
+                               {"table", table_to_json(table)},
+                               {"hash", plan_hash},
+                               {"candidates", alternatives}}
+                    .dump();
     }
     world.broadcast_string(message, 0);
     if (!coordinator) {
@@ -529,6 +653,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
       plan = plan_from_json(j.at("plan"), "plan message");
       table = table_from_json(j.at("table"), "plan message");
       plan_hash = j.at("hash").get<std::string>();
+      for (const auto& c : j.at("candidates")) candidates.push_back(plan_from_json(c, "plan message"));
     }
   }
   report.seconds.search = stage.seconds();
@@ -540,8 +665,30 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   // 4. pack: a second walk over the layers quantizes them with the plan, then the
   // output is assembled from the per-layer pack checkpoints.
   stage.reset();
-  const std::string pack_hash = hash_of({plan_hash, "pack", sequential_mode_name(options.sequential),
-                                         options.quantizer_name(), lowrank_method_name(options.lowrank)});
+  auto pack_hash_of = [&](const std::string& of_plan) {
+    return hash_of({of_plan, "pack", sequential_mode_name(options.sequential), options.quantizer_name(),
+                    lowrank_method_name(options.lowrank)});
+  };
+  // Which pack checkpoints hold which layers: pack/, or the chosen candidate's folder.
+  std::vector<WorkDir> candidate_dirs;
+  bool candidates_packed = false;
+  if (candidates.size() > 1) {
+    std::vector<std::string> hashes;
+    for (size_t k = 0; k < candidates.size(); ++k) {
+      hashes.push_back(pack_hash_of(hash_of({measure_hash, plan_to_json(candidates[k]).dump()})));
+      candidate_dirs.push_back(ctx.work.for_candidate(static_cast<int>(k)));
+    }
+    const int chosen =
+        validate_candidates(ctx, pass, table, candidates, candidate_dirs, hashes, reuse(StageLimit::Pack),
+                            load_samples, candidates_packed, report);
+    plan = candidates[static_cast<size_t>(chosen)];
+    plan_hash = hash_of({measure_hash, plan_to_json(plan).dump()});
+    ctx.work = candidate_dirs[static_cast<size_t>(chosen)];
+    pass.work = ctx.work;
+    if (coordinator) ctx.work.create();  // a reused validation packed nothing: the folder may be gone
+    world.barrier();
+  }
+  const std::string pack_hash = pack_hash_of(plan_hash);
   auto pack_layer_hash = [&](int layer) { return hash_of({pack_hash, "layer", std::to_string(layer)}); };
   QuantizedModel model;
   model.header.tool_version = AMLQ_VERSION;
@@ -587,8 +734,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     report.resumed.push_back("pack");
     AMLQ_LOG_INFO("pack: {} already matches this plan", options.out);
   } else {
-    std::vector<char> done(static_cast<size_t>(ctx.config.num_layers), 0);
-    if (reuse(StageLimit::Pack)) {
+    std::vector<char> done(static_cast<size_t>(ctx.config.num_layers), candidates_packed ? 1 : 0);
+    if (reuse(StageLimit::Pack) && !candidates_packed) {
       done = agree_done_layers(pass, [&](int layer) {
         const auto check = check_seal(ctx.work.pack_layer(layer), kPackLayerKind, pack_layer_hash(layer));
         report_check(check);
@@ -602,7 +749,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
       }
     }
     load_samples();
-    pack_pass(pass, table, plan, pack_layer_hash, done);
+    pack_pass(pass, table, {PackTarget{&plan, ctx.work, pack_layer_hash, done}});
     world.barrier();
 
     // Assemble the output from the pack checkpoints: every rank writes the
@@ -664,8 +811,17 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
     pass.times.write += write_timer.seconds();
     // The output holds everything now: the per-layer pack checkpoints go.
     world.barrier();
+    const std::vector<WorkDir> pack_dirs = candidate_dirs.empty() ? std::vector<WorkDir>{ctx.work} : candidate_dirs;
     if (topo.replica == 0)
-      for (int layer = mine.first; layer < mine.end; ++layer) remove_checkpoint(ctx.work.pack_layer(layer));
+      for (const WorkDir& dir : pack_dirs)
+        for (int layer = mine.first; layer < mine.end; ++layer) remove_checkpoint(dir.pack_layer(layer));
+    if (candidate_dirs.size() > 1) {
+      world.barrier();
+      std::error_code ec;  // the candidates' folders, now empty (pack/ itself stays)
+      if (coordinator)
+        for (size_t k = 1; k < candidate_dirs.size(); ++k)
+          fs::remove(ctx.work.root + "/" + candidate_dirs[k].pack_folder, ec);
+    }
     AMLQ_LOG_INFO("pack: wrote {} ({:.1f}s)", options.out, stage.seconds());
   }
   report.seconds.pack = stage.seconds();
@@ -683,6 +839,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   if (limit == StageLimit::Pack || !coordinator) return report;
 
   QuantizeReport full = build_report(ctx, calibration, table, plan, model);
+  full.validation = report.validation;
+  full.validation_windows = report.validation_windows;
   full.seconds = report.seconds;
   full.resumed = report.resumed;
   full.ranks = world.size();

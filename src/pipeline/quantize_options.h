@@ -60,6 +60,11 @@ struct QuantizeOptions {
   // windows each linear's noise probe runs on; 0 skips them (the weighted
   // searches then fall back to unweighted errors).
   int sensitivity_windows = 4;
+  // Plan validation (pipeline/plan_validation.h): held-out calibration windows
+  // (after the probes') on which the search's plan and its alternatives are
+  // compared once packed; the best goes out. 0 packs the search's plan as is.
+  // Only budgeted searches (not uniform: or plan:) are validated.
+  int validate_windows = 16;
   int batch = 8;                     // sequences per forward batch
   int threads = 0;                   // worker threads per rank (0: all cores)
   int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)

@@ -54,6 +54,15 @@ struct RankResources {
   double turn_started = 0, turn_ended = 0;
 };
 
+// One candidate plan of a validation (--validate-windows, pipeline/plan_validation.h).
+struct ValidatedPlan {
+  std::string method;  // "minsum", "front:3b-g64+3b-g32", "minmax", ...
+  double bpw = 0;
+  double predicted_delta_nll = 0;
+  double validation_delta_nll = 0;  // mean token NLL increase over FP on the held-out windows
+  bool chosen = false;
+};
+
 struct QuantizeReport {
   std::string model;
   std::string out;
@@ -71,6 +80,10 @@ struct QuantizeReport {
   // sensitivities predict (0 without them); compare eval's measured increase.
   double predicted_delta_nll = 0;
   bool loss_weighted = false;  // the search minimized alpha * eps
+  // The plans validated on held-out windows (empty without validation); the
+  // output holds the chosen one.
+  std::vector<ValidatedPlan> validation;
+  int validation_windows = 0;
   std::vector<ReportLayer> layers;
   std::optional<EvalSummary> eval;
   StageSeconds seconds;

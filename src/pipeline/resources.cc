@@ -122,6 +122,8 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   in.seqlen = options.calib_spec.seqlen;
   in.batch = options.batch;
   in.sensitivity_windows = options.sensitivity_windows;
+  in.validate_windows = options.validate_windows;
+  in.pack_plans = options.validate_windows > 0 ? max_validated_plans(options.search) : 1;
   in.samples_per_block = options.samples_per_block;
   in.threads = resolve_threads(options.threads);
   in.weight_bytes = weight_bytes;
@@ -143,6 +145,9 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   bool act_order = false, plain = false;
   for (const auto& spec : space.specs) (spec.act_order ? act_order : plain) = true;
   in.column_orders = std::max(1, int{act_order} + int{plain});
+  // Distinct plans need distinct configurations: a one-configuration space packs one.
+  const int configurations = static_cast<int>(space.specs.size() * std::max<size_t>(1, space.ranks.size()));
+  in.pack_plans = std::min(in.pack_plans, std::max(1, configurations));
   return in;
 }
 
@@ -357,6 +362,28 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
              probe_tokens / kProbeVariants * (5 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
             {"probe noise of the largest linear (D and X D^T)",
              largest * 4 + probe_tokens / kProbeVariants * widest * 4},
+            {"head in float32 (and its pages) and one window's logits (last stage)", head}}});
+    }
+
+    // Plan validation (pipeline/plan_validation.h), replica 0 only: the FP and
+    // every candidate's stream of held-out windows, the FP layer and one
+    // candidate's copy in float32, the forward buffers of one stream, and on
+    // the last stage the head and one window's logits.
+    if (in.validate_windows > 0 && in.pack_plans > 1 && topo.replica == 0) {
+      const int64_t tokens = int64_t{in.validate_windows} * in.seqlen;
+      const int64_t head = topo.last_stage() ? static_cast<int64_t>(s.vocab * s.h * (4 + in.weight_bytes)) +
+                                                   int64_t{in.seqlen} * s.vocab * 4 * 2
+                                             : 0;
+      r.phases.push_back(
+          {"plan validation",
+           {runtime,
+            mapped,
+            {"the FP layer and a candidate's copy in float32", 2 * s.layer_params * 4},
+            {fmt::format("{} stream(s) of {} tokens (FP and each plan)", in.pack_plans + 1, tokens),
+             (in.pack_plans + 1) * tokens * s.h * 4},
+            {"forward buffers of --batch windows and their copy",
+             int64_t{std::min(in.validate_windows, std::max(1, in.batch))} * in.seqlen *
+                 (6 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
             {"head in float32 (and its pages) and one window's logits (last stage)", head}}});
     }
 

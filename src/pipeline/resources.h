@@ -34,6 +34,11 @@ struct ResourceInputs {
   double measure_rows = 1;      // --measure-rows
   int measure_rows_min = 256;   // --measure-rows-min
   int sensitivity_windows = 0;  // --sensitivity-windows (0: no probe phase)
+  int validate_windows = 0;     // --validate-windows (0: no validation phase)
+  // Plans the pack pass packs: 1, or with validation up to max_validated_plans
+  // (search/search.h; pipeline/plan_validation.h): in one walk with
+  // --sequential none, else one walk each.
+  int pack_plans = 1;
   double output_bpw = 4.5;      // for the packed size (pack checkpoints, output file)
   SequentialMode sequential = SequentialMode::None;
   // Resident memory of the process before any work: shared libraries (the CUDA

@@ -130,7 +130,8 @@ class ProbeRunner {
   int chunk_;
 };
 
-// Mean token NLL of each block of `windows` sequences in `hidden` (the last stage).
+}  // namespace
+
 std::vector<double> block_nll(const PassContext& ctx, const ModelWeights& head, const MatrixF& hidden, int blocks,
                               const std::vector<std::vector<int32_t>>& windows) {
   const int seqlen = ctx.options.calib_spec.seqlen;
@@ -150,8 +151,6 @@ std::vector<double> block_nll(const PassContext& ctx, const ModelWeights& head, 
   return out;
 }
 
-}  // namespace
-
 int probes_per_chunk(const ModelConfig& config, int windows, int seqlen) {
   const double probe_bytes = double(kVariants) * windows * seqlen * config.hidden_size * sizeof(float);
   return std::clamp(static_cast<int>(kChunkBytes / probe_bytes), 1, kMaxChunk);
@@ -165,19 +164,24 @@ ProbeSlope probe_slope(double increase_low, double increase_high) {
   return s;
 }
 
-std::vector<std::vector<int32_t>> probe_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
-                                                int windows) {
-  if (windows <= 0) AMLQ_FAIL(Usage, "--sensitivity-windows must be > 0 here, got {}", windows);
+std::vector<std::vector<int32_t>> held_out_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
+                                                   int skip, int windows, std::string_view option) {
+  if (windows <= 0) AMLQ_FAIL(Usage, "{} must be > 0 here, got {}", option, windows);
   CalibrationSpec spec = calib;
-  spec.num_samples = calib.num_samples + windows;
+  spec.num_samples = calib.num_samples + skip + windows;
   if (!calib.random_offsets &&
       static_cast<int64_t>(ids.size()) < static_cast<int64_t>(spec.num_samples) * calib.seqlen)
     AMLQ_FAIL(Usage,
-              "the calibration data holds {} ids: too few for {} calibration windows plus {} held-out sensitivity "
-              "windows of {} (lower --sensitivity-windows, or 0 to skip the probes)",
-              ids.size(), calib.num_samples, windows, calib.seqlen);
+              "the calibration data holds {} ids: too few for {} calibration windows plus {} held-out windows of {} "
+              "(lower {}, or 0 to skip)",
+              ids.size(), calib.num_samples, skip + windows, calib.seqlen, option);
   auto all = sample_calibration(ids, spec);
   return {all.end() - windows, all.end()};
+}
+
+std::vector<std::vector<int32_t>> probe_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
+                                                int windows) {
+  return held_out_windows(ids, calib, 0, windows, "--sensitivity-windows");
 }
 
 SensitivityResult sensitivity_pass(PassContext& ctx, const std::vector<std::vector<int32_t>>& windows_ids) {

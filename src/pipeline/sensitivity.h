@@ -23,9 +23,11 @@
 // same shapes, so the result does not depend on the rank layout.
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "io/tokenizer/dataset.h"
+#include "model/model_weights.h"
 #include "pipeline/layer_passes.h"
 
 namespace amlq {
@@ -56,6 +58,16 @@ struct SensitivityResult {
 // too few.
 std::vector<std::vector<int32_t>> probe_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
                                                 int windows);
+// `windows` held-out windows drawn after the calibration's own and `skip` more
+// (the probes'), so that two held-out sets do not share draws. `option` names
+// the flag that asked for them in the Usage errors.
+std::vector<std::vector<int32_t>> held_out_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
+                                                   int skip, int windows, std::string_view option);
+
+// Mean token NLL of each of `blocks` consecutive blocks of windows.size()
+// sequences in `hidden` (final norm + head of `head`), on the last stage.
+std::vector<double> block_nll(const PassContext& ctx, const ModelWeights& head, const MatrixF& hidden, int blocks,
+                              const std::vector<std::vector<int32_t>>& windows);
 
 // Collective over ctx.world. `windows` (their ids) is needed on the first and
 // the last stage's replica 0 only. Returns the same result on every rank.

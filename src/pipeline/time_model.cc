@@ -535,6 +535,8 @@ JobTime predict_times(const ModelConfig& config, const TimeInputs& in, const OpR
     }
 
     // ---- pack pass -----------------------------------------------------
+    // Plans packed in each walk: all of them from the FP statistics (pack_pass's targets), else one.
+    const int plans_per_walk = mode == SequentialMode::None ? std::max(1, res.pack_plans) : 1;
     for (int layer = mine.first; layer < mine.end; ++layer) {
       double walk = model.load_layer(rt.pack, false);
       auto pack_site = [&](InputSite site) {
@@ -543,9 +545,10 @@ JobTime predict_times(const ModelConfig& config, const TimeInputs& in, const OpR
         for (int j = 0; j < per_layer; ++j) {
           const LinearSpec& l = linears[static_cast<size_t>(j)];
           if (l.input != site) continue;
-          packed += model.packed_bytes(l.rows, l.cols);
+          packed += model.packed_bytes(l.rows, l.cols) * plans_per_walk;
           if (owner_replica((layer - mine.first) * per_layer + j, res.replicas) != topo.replica) continue;
-          tasks.push_back(model.pack_task(rt.pack, l.rows, l.cols));
+          // Every plan's linear, as if no two plans chose alike (an upper bound).
+          for (int p = 0; p < plans_per_walk; ++p) tasks.push_back(model.pack_task(rt.pack, l.rows, l.cols));
         }
         double sum = 0;
         for (const auto& t : tasks) sum += t.total();
@@ -582,7 +585,7 @@ JobTime predict_times(const ModelConfig& config, const TimeInputs& in, const OpR
       if (topo.replica == 0) {
         double bytes = 0;
         for (const auto& l : linears) bytes += model.packed_bytes(l.rows, l.cols);
-        const double s = bytes / model.disk_write();
+        const double s = bytes * plans_per_walk / model.disk_write();
         rt.write.add("write: per-layer pack checkpoint", s);
         walk += s;
       }
@@ -591,6 +594,15 @@ JobTime predict_times(const ModelConfig& config, const TimeInputs& in, const OpR
     if (mode == SequentialMode::None && feeds_next)  // the pack pass repeats pass 0 (pages now cached)
       for (int layer = mine.first; layer < mine.end; ++layer)
         w.pack_pass0 += model.load_layer(rt.pack, false) + model.forward(rt.pack, share);
+    if (res.pack_plans > 1 && mode != SequentialMode::None) {
+      // Validation (--validate-windows) with sequential statistics: a walk per
+      // plan. (With none, one walk packs every plan: pack_site above.) The
+      // forward of the held-out windows is small next to it and not charged.
+      const double plans = res.pack_plans;
+      w.pack_walk *= plans;
+      rt.pack.seconds *= plans;
+      for (auto& t : rt.pack.terms) t.seconds *= plans;
+    }
 
     // ---- the final file: this rank's linears and passthrough tensors ------
     {

@@ -12,11 +12,19 @@ namespace amlq {
 namespace fs = std::filesystem;
 
 std::string WorkDir::measure_layer(int layer) const { return fmt::format("{}/measure/layer_{:05d}.json", root, layer); }
-std::string WorkDir::pack_layer(int layer) const { return fmt::format("{}/pack/layer_{:05d}.h5", root, layer); }
+std::string WorkDir::pack_layer(int layer) const {
+  return fmt::format("{}/{}/layer_{:05d}.h5", root, pack_folder, layer);
+}
+
+WorkDir WorkDir::for_candidate(int k) const {
+  WorkDir out = *this;
+  if (k > 0) out.pack_folder = fmt::format("pack/candidate-{}", k);
+  return out;
+}
 std::string WorkDir::calib_layer(int layer) const { return fmt::format("{}/calib/layer_{:05d}.h5", root, layer); }
 
 void WorkDir::create() const {
-  for (const char* sub : {"", "/measure", "/pack"}) {
+  for (const std::string& sub : {std::string(), std::string("/measure"), "/" + pack_folder}) {
     std::error_code ec;
     fs::create_directories(root + sub, ec);
     if (ec) AMLQ_FAIL(Output, "{}{}: cannot create the work directory: {}", root, sub, ec.message());

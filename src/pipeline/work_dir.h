@@ -8,6 +8,10 @@
 //   plan.json                         the search result
 //   pack/layer_NNNNN.h5 (+ .seal.json) the packed linears of one layer (removed
 //                                     once the output file is complete)
+//   pack/candidate-K/layer_NNNNN.h5    the same for plan K > 0 of a validation
+//                                     (--validate-windows; plan 0, the search's
+//                                     own, is in pack/; removed likewise)
+//   validation.json                   each candidate plan's held-out NLL (rank 0)
 //   calib/layer_NNNNN.h5 (+ .seal.json) statistics, only from `amlq calibrate`
 //   fp_eval.json                      FP perplexity on --eval data
 #include <cstdint>
@@ -17,6 +21,8 @@ namespace amlq {
 
 struct WorkDir {
   std::string root;
+  // Where pack_layer() puts a layer's packed linears, under root.
+  std::string pack_folder = "pack";
 
   std::string measure_layer(int layer) const;
   std::string pack_layer(int layer) const;
@@ -25,6 +31,10 @@ struct WorkDir {
   std::string sensitivity() const { return root + "/sensitivity.json"; }
   std::string plan() const { return root + "/plan.json"; }
   std::string fp_eval() const { return root + "/fp_eval.json"; }
+  std::string validation() const { return root + "/validation.json"; }
+  // The same work directory with pack_layer() under pack/candidate-K (K > 0;
+  // candidate 0, the search's own plan, packs where an unvalidated run does).
+  WorkDir for_candidate(int k) const;
   // Creates root and its subfolders (Output error naming the folder on failure).
   void create() const;
   // Deletes the temporaries (NAME.tmp.PID) a killed process left under root;

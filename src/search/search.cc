@@ -567,6 +567,86 @@ SearchResult run_search(const MeasurementTable& table, const std::string& method
   return r;
 }
 
+std::vector<SearchResult> plan_alternatives(const MeasurementTable& table, const SearchResult& asked,
+                                            double target_bpw) {
+  validate_table(table);
+  std::vector<SearchResult> out = {asked};
+  auto add = [&](SearchResult r) {
+    r.predicted_delta_nll = predicted_delta_nll(table, r.choice);
+    for (const auto& have : out)
+      if (have.choice == r.choice) return;
+    out.push_back(std::move(r));
+  };
+  // The uniform configurations (rank 0) every linear was measured at, with the
+  // loss they predict; the front keeps those no cheaper one beats.
+  const bool weighted = has_sensitivities(table);
+  struct Uniform {
+    QuantSpec spec;
+    std::vector<int> choice;
+    double bpw = 0, loss = 0;
+  };
+  std::vector<Uniform> uniform;
+  for (const Candidate& c : table.front().candidates) {
+    if (c.rank != 0) continue;
+    Uniform u{c.spec, std::vector<int>(table.size()), 0, 0};
+    bool everywhere = true;
+    for (size_t l = 0; l < table.size() && everywhere; ++l) {
+      u.choice[l] = find_candidate(table[l], c.spec, 0);
+      everywhere = u.choice[l] >= 0;
+    }
+    if (!everywhere) continue;
+    u.bpw = average_bpw(table, u.choice);
+    for (size_t l = 0; l < table.size(); ++l)
+      u.loss += (weighted ? table[l].alpha : 1.0) * table[l].candidates[static_cast<size_t>(u.choice[l])].eps;
+    uniform.push_back(std::move(u));
+  }
+  std::sort(uniform.begin(), uniform.end(), [](const Uniform& a, const Uniform& b) {
+    return a.bpw != b.bpw ? a.bpw < b.bpw : a.loss < b.loss;
+  });
+  std::vector<const Uniform*> front;
+  for (const auto& u : uniform)
+    if (front.empty() || u.loss < front.back()->loss) front.push_back(&u);
+  const Uniform* below = nullptr;
+  const Uniform* above = nullptr;
+  for (const Uniform* u : front) {
+    if (u->bpw <= target_bpw + kBudgetToleranceBpw) {
+      below = u;
+    } else {
+      above = u;
+      break;
+    }
+  }
+  if (below != nullptr && above == nullptr) {
+    add(summarize(table, below->choice, "uniform:" + below->spec.label(), target_bpw));
+  } else if (below != nullptr) {
+    // Min-sum over the two neighbours only: each linear keeps `below` or moves
+    // up to `above`, the small moves the additive loss model predicts best.
+    MeasurementTable pair = table;
+    for (size_t l = 0; l < table.size(); ++l)
+      pair[l].candidates = {table[l].candidates[static_cast<size_t>(below->choice[l])],
+                            table[l].candidates[static_cast<size_t>(above->choice[l])]};
+    const SearchResult p = weighted ? search_minsum(loss_weighted(pair), target_bpw) : search_minsum(pair, target_bpw);
+    std::vector<int> choice(table.size());
+    for (size_t l = 0; l < table.size(); ++l)
+      choice[l] = p.choice[l] == 0 ? below->choice[l] : above->choice[l];
+    SearchResult r = summarize(table, std::move(choice),
+                               fmt::format("front:{}+{}", below->spec.label(), above->spec.label()), target_bpw);
+    r.loss_weighted = weighted;
+    add(std::move(r));
+  }
+  if (asked.method != "minmax") add(search_minmax(table, target_bpw));
+  return out;
+}
+
+bool is_budgeted_search(std::string_view method) {
+  return !method.starts_with("uniform:") && !method.starts_with(kPlanSearchPrefix);
+}
+
+int max_validated_plans(std::string_view method) {
+  if (!is_budgeted_search(method)) return 1;
+  return method == "minmax" ? 2 : 3;
+}
+
 std::string format_allocation(const MeasurementTable& table, const SearchResult& result) {
   AMLQ_ASSERT(result.choice.size() == table.size(), "result has {} layers, table {}", result.choice.size(),
               table.size());

@@ -129,6 +129,25 @@ double predicted_delta_nll(const MeasurementTable& table, const std::vector<int>
 // (a warning is logged when exceeded). Every result carries predicted_delta_nll.
 SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw);
 
+// The plans a validation pass (pipeline, --validate-windows) weighs against
+// the search's own `asked` plan, which comes first; then, each only when it
+// differs from every plan before it:
+//   "front:<lo>+<hi>": min-sum (loss-weighted when the table has sensitivities)
+//     over the two neighbouring uniform configurations (rank 0) of the predicted
+//     uniform front that bracket the budget: what the piecewise-linear uniform
+//     front promises, reached with small moves only. "uniform:<lo>" when no
+//     front configuration above the budget exists; nothing when none fits.
+//   "minmax" (AMLQ's threshold on eps), unless that was asked.
+// Every plan fits target_bpw and carries predicted_delta_nll.
+std::vector<SearchResult> plan_alternatives(const MeasurementTable& table, const SearchResult& asked,
+                                            double target_bpw);
+// Whether `method` spends a bit budget (not "uniform:..." or "plan:..."): only
+// such searches have alternatives to validate.
+bool is_budgeted_search(std::string_view method);
+// The most plans plan_alternatives() returns for `method`: 3 (the search's,
+// front, minmax), 2 for minmax, 1 when not budgeted.
+int max_validated_plans(std::string_view method);
+
 // Per layer: name, spec, rank, bpw, eps; then the totals. For stdout.
 std::string format_allocation(const MeasurementTable& table, const SearchResult& result);
 

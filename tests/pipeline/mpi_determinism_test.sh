@@ -2,7 +2,8 @@
 # -np 1, 2, 3 (uneven split) and 4 with 2 replicas give the same model (label mpi),
 # also with every MPI payload forced into tiny chunks (AMLQ_MPI_CHUNK_BYTES, the
 # path 70B-sized Hessians and hidden states take), with true-sequential packing,
-# and with memory turns (ranks of a host walking their statistics one stage at a time).
+# and with memory turns (ranks of a host walking their statistics one stage at a time);
+# the plan validation's scores are the same for every layout.
 set -euo pipefail
 amlq=$1 shared=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -28,6 +29,13 @@ run np2 2
 run np3 3
 run np4r2 4 --replicas 2
 same np1 np2 np3 np4r2
+# The plan validation scored every candidate alike whatever the layout.
+python3 - "$work"/np1.json "$work"/np2.json "$work"/np3.json "$work"/np4r2.json <<'PY'
+import json, sys
+v = [json.load(open(p))["validation"] for p in sys.argv[1:]]
+assert len(v[0]["plans"]) >= 2, v[0]
+assert all(x == v[0] for x in v), v
+PY
 grep -q "2 replica(s) x 2 pipeline stage(s)" "$work/np4r2.log" || { echo "np4r2 did not run 2 x 2"; exit 1; }
 
 # Tiny chunks: every broadcast, gather, send and Hessian node in pieces of 4 KiB.

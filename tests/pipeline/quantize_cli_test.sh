@@ -4,6 +4,8 @@
 #  - `amlq eval model.h5` reproduces the report's quantized perplexity;
 #  - --resume after deleting the output reproduces it byte for byte;
 #  - --search plan:<the report> packs the same allocation and model again;
+#  - the default search validates its plan against the alternatives and packs
+#    the one with the lowest held-out NLL, leaving no candidate checkpoints;
 #  - a group size larger than a layer is rejected with a clear error.
 set -euo pipefail
 amlq=$1 shared=$2 work=$3
@@ -23,9 +25,21 @@ for stage in ("calibrate", "measure", "search", "pack", "eval", "total"):
 assert r["achieved_bpw"] <= r["target_bpw"] + 1e-9, (r["achieved_bpw"], r["target_bpw"])
 assert len(r["layers"]) == 35, len(r["layers"])
 assert r["quantized_ppl"] > r["fp_ppl"] > 1, (r["fp_ppl"], r["quantized_ppl"])
+v = r["validation"]
+assert v["windows"] == 16 and len(v["plans"]) >= 2, v
+assert v["plans"][0]["method"] == "minsum", v["plans"][0]
+assert sum(p["chosen"] for p in v["plans"]) == 1, v
+best = min(v["plans"], key=lambda p: p["validation_delta_nll"])
+assert best["chosen"], ("packed a plan that validated worse", v)
+assert abs(best["bpw"] - r["achieved_bpw"]) < 1e-9, (best, r["achieved_bpw"])
+for p in v["plans"]:
+    assert p["bpw"] <= r["target_bpw"] + 1e-9 and p["validation_delta_nll"] > 0, p
 print(f'{r["quantized_ppl"]:.4f}', file=open(sys.argv[1] + ".ppl", "w"))
 PY
 grep -q "perplexity" "$work/out.txt" || { echo "report table lacks perplexity"; exit 1; }
+grep -q "^validation .*<- packed" "$work/out.txt" || { echo "report table lacks the validation lines"; exit 1; }
+left=$(find "$work/m.h5.work/pack" -name 'layer_*' | wc -l)
+[[ $left == 0 ]] || { echo "$left pack checkpoint(s) left in $work/m.h5.work/pack"; exit 1; }
 test -s "$work/run.svg" || { echo "no allocation picture"; exit 1; }
 
 "$amlq" eval "$work/m.h5" --data "$shared/data/wikitext2/test.tok512.u16" --max-windows 8 >"$work/eval.txt" 2>/dev/null
@@ -36,7 +50,8 @@ grep -q "perplexity *$expected" "$work/eval.txt" || {
 cp "$work/m.h5" "$work/first.h5"
 rm "$work/m.h5"
 "$amlq" "${common[@]}" --target-bpw 3.0 --out "$work/m.h5" --resume >"$work/out2.txt" 2>"$work/log2.txt"
-grep -q "resumed *calibrate, measure" "$work/out2.txt" || { echo "resume did not reuse the stages"; cat "$work/out2.txt"; exit 1; }
+grep -q "resumed *calibrate, measure, sensitivity, validation" "$work/out2.txt" || {
+  echo "resume did not reuse the stages"; cat "$work/out2.txt"; exit 1; }
 cmp "$work/first.h5" "$work/m.h5" || { echo "resumed pack is not byte-identical"; exit 1; }
 
 # The report is a plan: packing it again (measuring only its configurations)

@@ -47,6 +47,27 @@ TEST(Sensitivity, ProbeWindowsAreHeldOutFromCalibration) {
   EXPECT_EQ(calib_draws, std::vector<std::vector<int32_t>>(draws.begin(), draws.begin() + 8));
 }
 
+TEST(Sensitivity, ValidationWindowsFollowTheProbesWithoutSharingDraws) {
+  std::vector<int32_t> ids(10000);
+  std::iota(ids.begin(), ids.end(), 0);
+  CalibrationSpec consecutive{8, 100, 0, false};
+  const auto validation = held_out_windows(ids, consecutive, 3, 2, "--validate-windows");
+  ASSERT_EQ(validation.size(), 2u);
+  EXPECT_EQ(validation[0].front(), 100 * (8 + 3));
+  EXPECT_EQ(validation[1].front(), 100 * (8 + 4));
+  CalibrationSpec random{8, 100, 5, true};
+  const auto draws = sample_calibration(ids, CalibrationSpec{13, 100, 5, true});
+  EXPECT_EQ(held_out_windows(ids, random, 3, 2, "--validate-windows"),
+            std::vector<std::vector<int32_t>>(draws.begin() + 11, draws.end()));
+  try {
+    held_out_windows(std::vector<int32_t>(1200, 1), consecutive, 3, 2, "--validate-windows");
+    FAIL() << "accepted 13 windows of 100 in 1200 ids";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+    EXPECT_NE(std::string(e.what()).find("--validate-windows"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Sensitivity, TooFewHeldOutWindowsIsAUsageErrorSayingHowToSkip) {
   std::vector<int32_t> ids(1000, 1);
   try {

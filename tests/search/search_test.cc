@@ -475,5 +475,81 @@ TEST(Search, LossWeightedMinSumMatchesBruteForceOnRandomTables) {
   }
 }
 
+// Four linears measured at 2b-g64, 3b-g64, 3b-g32 and 4b-g64 (rank 0) and at
+// 3b-g64 with rank 8; 3b-g32 is dominated (costs more than 3b-g64, predicts
+// more loss), so the uniform front is 2b-g64, 3b-g64, 4b-g64.
+MeasurementTable front_table() {
+  MeasurementTable t;
+  const double alphas[4] = {0.5, 2.0, 1.0, 0.2};
+  for (int l = 0; l < 4; ++l) {
+    t.push_back(layer(fmt::format("l{}", l), 16, 16,
+                      {cand(2.5, 0.08 + 0.01 * l, 0, "2b-g64"), cand(3.5, 0.02 + 0.003 * l, 0, "3b-g64"),
+                       cand(4.0, 0.03, 0, "3b-g32"), cand(4.5, 0.005 + 0.001 * l, 0, "4b-g64"),
+                       cand(4.5, 0.015, 8, "3b-g64")}));
+    t.back().alpha = alphas[l];
+  }
+  return t;
+}
+
+TEST(Search, PlanAlternativesAreTheFrontNeighboursAndMinMaxAfterTheSearchsOwn) {
+  const MeasurementTable t = front_table();
+  // Asked: every linear at 3b-g64 (3.5 bpw): both alternatives differ from it.
+  const SearchResult asked = run_search(t, "uniform:3b-g64", 0);
+  const auto plans = plan_alternatives(t, asked, 4.0);
+  ASSERT_EQ(plans.size(), 3u);
+  EXPECT_EQ(plans[0].choice, asked.choice);
+  EXPECT_EQ(plans[1].method, "front:3b-g64+4b-g64");
+  EXPECT_EQ(plans[2].method, "minmax");
+  EXPECT_EQ(plans[2].choice, run_search(t, "minmax", 4.0).choice);
+  for (const auto& p : plans) {
+    EXPECT_LE(p.achieved_bpw, 4.0 + kBudgetToleranceBpw) << p.method;
+    EXPECT_NEAR(p.predicted_delta_nll, predicted_delta_nll(t, p.choice), 1e-15) << p.method;
+  }
+  // The front plan moves linears between the two neighbours only: two of the
+  // four go up to 4b-g64 (4.0 bpw exactly), those with the largest alpha * drop.
+  int up = 0;
+  for (size_t l = 0; l < t.size(); ++l) {
+    const auto& c = t[l].candidates[static_cast<size_t>(plans[1].choice[l])];
+    EXPECT_EQ(c.rank, 0);
+    EXPECT_TRUE(c.spec.label() == "3b-g64" || c.spec.label() == "4b-g64") << c.spec.label();
+    up += c.spec.label() == "4b-g64" ? 1 : 0;
+  }
+  EXPECT_EQ(up, 2);
+  EXPECT_EQ(plans[1].choice[1], 3);  // alpha 2.0: the largest loss saved
+  EXPECT_NEAR(plans[1].achieved_bpw, 4.0, 1e-12);
+  // No duplicates: unweighted min-sum moves up the linears whose eps drops
+  // most (l2, l3), as minmax does here, so minmax is not listed again; asked
+  // for minmax, it is not either.
+  const SearchResult unweighted = run_search(t, "minsum-unweighted", 4.0);
+  const auto from_unweighted = plan_alternatives(t, unweighted, 4.0);
+  ASSERT_EQ(from_unweighted.size(), 2u);
+  EXPECT_EQ(from_unweighted[1].method, "front:3b-g64+4b-g64");
+  const auto from_minmax = plan_alternatives(t, run_search(t, "minmax", 4.0), 4.0);
+  EXPECT_EQ(from_minmax.front().method, "minmax");
+  for (size_t i = 1; i < from_minmax.size(); ++i) {
+    EXPECT_NE(from_minmax[i].method, "minmax");
+    EXPECT_NE(from_minmax[i].choice, from_minmax[0].choice);
+  }
+  // At or above the top of the front: the top uniform configuration itself.
+  SearchResult all_3b = run_search(t, "uniform:3b-g64", 0);
+  const auto top = plan_alternatives(t, all_3b, 4.5);
+  EXPECT_TRUE(std::any_of(top.begin(), top.end(), [](const SearchResult& p) { return p.method == "uniform:4b-g64"; }));
+  // A plan equal to the asked one is not listed twice.
+  const auto same = plan_alternatives(t, run_search(t, "uniform:4b-g64", 0), 4.5);
+  EXPECT_TRUE(std::none_of(same.begin() + 1, same.end(), [&](const SearchResult& p) {
+    return p.choice == same.front().choice;
+  }));
+}
+
+TEST(Search, OnlyBudgetedSearchesHaveAlternatives) {
+  EXPECT_TRUE(is_budgeted_search("minsum"));
+  EXPECT_TRUE(is_budgeted_search("minmax-weighted"));
+  EXPECT_FALSE(is_budgeted_search("uniform:4b-g128"));
+  EXPECT_FALSE(is_budgeted_search("plan:x.json"));
+  EXPECT_EQ(max_validated_plans("minsum"), 3);
+  EXPECT_EQ(max_validated_plans("minmax"), 2);
+  EXPECT_EQ(max_validated_plans("uniform:3b-g64"), 1);
+}
+
 }  // namespace
 }  // namespace amlq
