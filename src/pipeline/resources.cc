@@ -326,6 +326,13 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
       r.phases.push_back(pack);
     }
 
+    // The passes that score NLL on the last stage (probes, validation) hold the
+    // head in float32, its source pages (tied: the embedding's), one window's
+    // logits and their copy.
+    const int64_t scoring_head = topo.last_stage() ? static_cast<int64_t>(s.vocab * s.h * (4 + in.weight_bytes)) +
+                                                         int64_t{in.seqlen} * s.vocab * 4 * 2
+                                                   : 0;
+
     // Sensitivity probes (pipeline/sensitivity.h), replica 0 only: the probes in
     // flight (a chunk, or the stage's own started ones: at most a chunk plus one
     // layer's linears), one layer in float32, the forward buffers of one probe
@@ -343,10 +350,6 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
         largest = std::max<int64_t>(largest, int64_t{l.rows} * l.cols);
         widest = std::max<int64_t>(widest, l.rows);
       }
-      // The head in float32, its source pages (tied: the embedding's), one window's logits and their copy.
-      const int64_t head = topo.last_stage() ? static_cast<int64_t>(s.vocab * s.h * (4 + in.weight_bytes)) +
-                                                   int64_t{in.seqlen} * s.vocab * 4 * 2
-                                             : 0;
       r.phases.push_back(
           {"sensitivity probes",
            {runtime,
@@ -362,7 +365,7 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
              probe_tokens / kProbeVariants * (5 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
             {"probe noise of the largest linear (D and X D^T)",
              largest * 4 + probe_tokens / kProbeVariants * widest * 4},
-            {"head in float32 (and its pages) and one window's logits (last stage)", head}}});
+            {"head in float32 (and its pages) and one window's logits (last stage)", scoring_head}}});
     }
 
     // Plan validation (pipeline/plan_validation.h), replica 0 only: the FP and
@@ -371,9 +374,6 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
     // the last stage the head and one window's logits.
     if (in.validate_windows > 0 && in.pack_plans > 1 && topo.replica == 0) {
       const int64_t tokens = int64_t{in.validate_windows} * in.seqlen;
-      const int64_t head = topo.last_stage() ? static_cast<int64_t>(s.vocab * s.h * (4 + in.weight_bytes)) +
-                                                   int64_t{in.seqlen} * s.vocab * 4 * 2
-                                             : 0;
       r.phases.push_back(
           {"plan validation",
            {runtime,
@@ -384,7 +384,7 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
             {"forward buffers of --batch windows and their copy",
              int64_t{std::min(in.validate_windows, std::max(1, in.batch))} * in.seqlen *
                  (6 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
-            {"head in float32 (and its pages) and one window's logits (last stage)", head}}});
+            {"head in float32 (and its pages) and one window's logits (last stage)", scoring_head}}});
     }
 
     // Write: passthrough copies (embedding on stage 0, head on the last stage) and one packed linear.
