@@ -41,6 +41,8 @@ struct PlanCliOptions {
   int samples_per_block = 8;
   int sensitivity_windows = 4;
   int validate_windows = QuantizeOptions{}.validate_windows;
+  std::string validate_plans = QuantizeOptions{}.validate_plans;
+  int validate_seqlen = QuantizeOptions{}.validate_seqlen;
   std::string sequential = "none";
   std::string memory_turns = "auto";
   int layers_per_rank = 0;
@@ -146,6 +148,8 @@ void run_plan(const PlanCliOptions& o, const GlobalOptions& global) {
   job.samples_per_block = o.samples_per_block;
   job.sensitivity_windows = o.sensitivity_windows;
   job.validate_windows = o.validate_windows;
+  job.validate_plans = o.validate_plans;
+  job.validate_seqlen = o.validate_seqlen;
   job.measure_rows = o.measure_rows;
   job.measure_rows_min = o.measure_rows_min;
   job.measure_errors = parse_error_mode(o.measure_errors);
@@ -224,8 +228,15 @@ void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--validate-windows", o->validate_windows,
-                  "As quantize: plan validation windows (0: none; else the pack pass packs up to 3 plans)")
+                  "As quantize: plan validation windows (0: none; else the pack pass packs the search's plan and "
+                  "those of --validate-plans)")
       ->capture_default_str();
+  cmd->add_option("--validate-plans", o->validate_plans, "As quantize: the plans validated next to the search's")
+      ->capture_default_str()
+      ->check(validated_plans_check());
+  cmd->add_option("--validate-seqlen", o->validate_seqlen, "As quantize: tokens per validation window (0: --calib-seqlen)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--samples-per-block", o->samples_per_block, "Samples per Hessian accumulation block")
       ->capture_default_str();
   cmd->add_option("--sequential", o->sequential, "Statistics of the pack pass: none, layer or true")

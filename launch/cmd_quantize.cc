@@ -11,6 +11,24 @@
 #include "pipeline/quantize_job.h"
 
 namespace amlq::cli {
+
+CLI::Validator validated_plans_check() {
+  return CLI::Validator(
+      [](const std::string& list) {
+        try {
+          parse_validated_plans(list);
+          return std::string();
+        } catch (const Error& e) {
+          // CLI11 names the option itself.
+          std::string message = e.what();
+          constexpr std::string_view kPrefix = "--validate-plans: ";
+          if (message.starts_with(kPrefix)) message.erase(0, kPrefix.size());
+          return message;
+        }
+      },
+      "LIST");
+}
+
 namespace {
 
 struct QuantizeCliOptions {
@@ -66,11 +84,24 @@ void add_job_options(CLI::App* cmd, QuantizeCliOptions& o, bool needs_out) {
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--validate-windows", j.validate_windows,
-                  "Held-out calibration windows on which the search's plan, the uniform-front plan and minmax are "
+                  "Held-out calibration windows on which the search's plan and those of --validate-plans are "
                   "compared once packed; the one with the lowest NLL is written (0: pack the search's plan as is; "
                   "the extra plans are packed in the same walk with --sequential none)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--validate-plans", j.validate_plans,
+                  "Plans validated next to the search's own, comma-separated: front (the uniform-front plan), minmax, "
+                  "minmax-weighted, minsum, minsum-unweighted")
+      ->capture_default_str()
+      ->check(validated_plans_check());
+  cmd->add_option("--validate-data", j.validate_data,
+                  "Held-out text or token ids (as --calib) the validation windows come from, drawn as the "
+                  "calibration's (default: windows of --calib that calibration and probes did not draw)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--validate-seqlen", j.validate_seqlen,
+                  "Tokens per validation window (0: the calibration's --calib-seqlen)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--batch", j.batch, "Sequences per forward batch")->capture_default_str();
   cmd->add_option("--threads", j.threads, "Worker threads per rank for measure and pack (default: the global --threads)");
   cmd->add_option("--samples-per-block", j.samples_per_block,

@@ -28,4 +28,7 @@ void add_quantize_commands(CLI::App& app, const GlobalOptions& global, Runner& r
 void add_export_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 void add_plan_command(CLI::App& app, const GlobalOptions& global, Runner& run);
 
+// Checks a --validate-plans list at parse time (search/search.h).
+CLI::Validator validated_plans_check();
+
 }  // namespace amlq::cli

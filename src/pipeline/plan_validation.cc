@@ -29,7 +29,7 @@ ValidationResult validation_pass(PassContext& ctx, const std::vector<WorkDir>& c
   if (topo.replica == 0) {
     Timer timer;
     const int count = static_cast<int>(windows.size());
-    const int seqlen = ctx.options.calib_spec.seqlen;
+    const int seqlen = ctx.options.validation_seqlen();
     const LayerBlock mine = topo.my_layers();
     const int prev = topo.first_stage() ? -1 : topo.rank_of(0, topo.stage - 1);
     const int next = topo.last_stage() ? -1 : topo.rank_of(0, topo.stage + 1);

@@ -289,7 +289,9 @@ int validate_candidates(RunContext& ctx, PassContext& pass, const MeasurementTab
   std::string joined;
   for (const auto& h : hashes) joined += h + ",";
   const std::string key = hash_of({joined, "validation", std::to_string(options.validate_windows),
-                                   std::to_string(options.sensitivity_windows)});
+                                   std::to_string(options.sensitivity_windows),
+                                   std::to_string(options.validation_seqlen()),
+                                   options.validate_data.empty() ? "" : hash_data_file(options.validate_data)});
   std::string payload;  // the checkpoint's, when it can be reused
   if (coordinator && reuse) {
     CheckpointCheck check;
@@ -346,9 +348,16 @@ int validate_candidates(RunContext& ctx, PassContext& pass, const MeasurementTab
       report.resumed.push_back(fmt::format("pack ({} of {} layers of {} plans)", reused_layers,
                                            ctx.config.num_layers * candidates.size(), candidates.size()));
     std::vector<std::vector<int32_t>> windows;
-    if (pass.topo.replica == 0 && (pass.topo.first_stage() || pass.topo.last_stage()))
-      windows = held_out_windows(load_ids(options.model, options.calib, ctx.config.vocab_size), options.calib_spec,
-                                 options.sensitivity_windows, options.validate_windows, "--validate-windows");
+    if (pass.topo.replica == 0 && (pass.topo.first_stage() || pass.topo.last_stage())) {
+      if (options.validate_data.empty())
+        windows = held_out_windows(load_ids(options.model, options.calib, ctx.config.vocab_size), options.calib_spec,
+                                   options.sensitivity_windows, options.validate_windows, "--validate-windows",
+                                   options.validation_seqlen());
+      else
+        windows = separate_windows(load_ids(options.model, options.validate_data, ctx.config.vocab_size),
+                                   options.calib_spec, options.validate_windows, options.validation_seqlen(),
+                                   options.validate_data);
+    }
     result = validation_pass(pass, dirs, windows);
     std::vector<std::string> methods;
     for (const auto& c : candidates) methods.push_back(c.method);
@@ -364,6 +373,8 @@ int validate_candidates(RunContext& ctx, PassContext& pass, const MeasurementTab
   for (int k = 1; k < static_cast<int>(candidates.size()); ++k)
     if (result.nll[static_cast<size_t>(k)] < result.nll[static_cast<size_t>(chosen)]) chosen = k;
   report.validation_windows = options.validate_windows;
+  report.validation_seqlen = options.validation_seqlen();
+  report.validation_data = options.validate_data.empty() ? options.calib : options.validate_data;
   for (size_t k = 0; k < candidates.size(); ++k) {
     const auto& c = candidates[k];
     report.validation.push_back({c.method, c.achieved_bpw, c.predicted_delta_nll, result.nll[k] - result.fp_nll,
@@ -392,6 +403,10 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   const bool listed_search = options.search.starts_with(kPlanSearchPrefix);
   const std::vector<ListedChoice> listed = listed_search ? listed_plan(options) : std::vector<ListedChoice>{};
   const RecipeSpace space = listed_search ? listed_space(options.search, listed) : measured_space(options);
+  // A --validate-data file that cannot give the windows fails now, not after measure and pack.
+  if (options.validate_windows > 0 && !options.validate_data.empty() && is_budgeted_search(options.search))
+    separate_windows(load_ids(options.model, options.validate_data, ctx.config.vocab_size), options.calib_spec,
+                     options.validate_windows, options.validation_seqlen(), options.validate_data);
   ResourceInputs resource_in =
       resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint), space);
   if (runtime_rss > 0) resource_in.runtime_bytes = runtime_rss;
@@ -630,7 +645,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
                     options.target_bpw, plan.max_eps);
       nlohmann::json alternatives = nlohmann::json::array();
       if (options.validate_windows > 0 && is_budgeted_search(options.search)) {
-        candidates = plan_alternatives(table, plan, options.target_bpw);
+        candidates = plan_alternatives(table, plan, options.target_bpw, parse_validated_plans(options.validate_plans));
         for (const auto& c : candidates) alternatives.push_back(plan_to_json(c));
         if (candidates.size() > 1) {
           std::string names;
@@ -841,6 +856,8 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   QuantizeReport full = build_report(ctx, calibration, table, plan, model);
   full.validation = report.validation;
   full.validation_windows = report.validation_windows;
+  full.validation_seqlen = report.validation_seqlen;
+  full.validation_data = report.validation_data;
   full.seconds = report.seconds;
   full.resumed = report.resumed;
   full.ranks = world.size();

@@ -9,6 +9,7 @@
 #include "lowrank/lowrank_types.h"
 #include "lowrank/spec_errors.h"
 #include "quant/quant_spec.h"
+#include "search/search.h"
 
 namespace amlq {
 
@@ -65,6 +66,15 @@ struct QuantizeOptions {
   // compared once packed; the best goes out. 0 packs the search's plan as is.
   // Only budgeted searches (not uniform: or plan:) are validated.
   int validate_windows = 16;
+  // The plans validated next to the search's own (search/search.h,
+  // kValidatedPlanNames), comma-separated.
+  std::string validate_plans{kDefaultValidatedPlans};
+  // Text or token ids the validation windows come from; empty: held-out
+  // windows of the calibration data.
+  std::string validate_data;
+  // Tokens per validation window; 0: the calibration's seqlen.
+  int validate_seqlen = 0;
+  int validation_seqlen() const { return validate_seqlen > 0 ? validate_seqlen : calib_spec.seqlen; }
   int batch = 8;                     // sequences per forward batch
   int threads = 0;                   // worker threads per rank (0: all cores)
   int samples_per_block = 8;         // Hessian accumulation block (determinism across ranks)

@@ -29,7 +29,10 @@ nlohmann::ordered_json report_json(const QuantizeReport& r) {
   j["loss_weighted"] = r.loss_weighted;
   j["predicted_delta_nll"] = r.predicted_delta_nll;
   if (!r.validation.empty()) {
-    auto& v = j["validation"] = {{"windows", r.validation_windows}, {"plans", nlohmann::ordered_json::array()}};
+    auto& v = j["validation"] = {{"windows", r.validation_windows},
+                                 {"seqlen", r.validation_seqlen},
+                                 {"data", r.validation_data},
+                                 {"plans", nlohmann::ordered_json::array()}};
     for (const auto& p : r.validation)
       v["plans"].push_back({{"method", p.method},
                             {"bpw", p.bpw},
@@ -105,8 +108,9 @@ std::string report_table(const QuantizeReport& r) {
                        r.eval ? fmt::format(", measured {:.4f}", r.eval->quantized_nll - r.eval->fp_nll) : "",
                        r.loss_weighted ? " (the search minimized it)" : "");
   for (const auto& p : r.validation)
-    out += fmt::format("validation      {:<26} {:.4f} bpw: NLL +{:.4f} on {} held-out windows (predicted +{:.4f}){}\n",
-                       p.method, p.bpw, p.validation_delta_nll, r.validation_windows, p.predicted_delta_nll,
+    out += fmt::format("validation      {:<26} {:.4f} bpw: NLL +{:.4f} on {} held-out windows x {} (predicted +{:.4f}){}\n",
+                       p.method, p.bpw, p.validation_delta_nll, r.validation_windows, r.validation_seqlen,
+                       p.predicted_delta_nll,
                        p.chosen ? "  <- packed" : "");
   out += fmt::format("seconds         calibrate {:.1f}, measure {:.1f}, sensitivity {:.1f}, search {:.2f}, pack {:.1f}, "
                      "eval {:.1f}, total {:.1f}\n",

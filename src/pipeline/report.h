@@ -84,6 +84,8 @@ struct QuantizeReport {
   // output holds the chosen one.
   std::vector<ValidatedPlan> validation;
   int validation_windows = 0;
+  int validation_seqlen = 0;
+  std::string validation_data;  // the file the windows came from
   std::vector<ReportLayer> layers;
   std::optional<EvalSummary> eval;
   StageSeconds seconds;

@@ -123,7 +123,8 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   in.batch = options.batch;
   in.sensitivity_windows = options.sensitivity_windows;
   in.validate_windows = options.validate_windows;
-  in.pack_plans = options.validate_windows > 0 ? max_validated_plans(options.search) : 1;
+  in.validate_seqlen = options.validation_seqlen();
+  in.pack_plans = options.validate_windows > 0 ? max_validated_plans(options.search, parse_validated_plans(options.validate_plans)) : 1;
   in.samples_per_block = options.samples_per_block;
   in.threads = resolve_threads(options.threads);
   in.weight_bytes = weight_bytes;
@@ -330,7 +331,7 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
     // head in float32, its source pages (tied: the embedding's), one window's
     // logits and their copy.
     const int64_t scoring_head = topo.last_stage() ? static_cast<int64_t>(s.vocab * s.h * (4 + in.weight_bytes)) +
-                                                         int64_t{in.seqlen} * s.vocab * 4 * 2
+                                                         int64_t{std::max(in.seqlen, in.validate_seqlen)} * s.vocab * 4 * 2
                                                    : 0;
 
     // Sensitivity probes (pipeline/sensitivity.h), replica 0 only: the probes in
@@ -373,7 +374,7 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
     // candidate's copy in float32, the forward buffers of one stream, and on
     // the last stage the head and one window's logits.
     if (in.validate_windows > 0 && in.pack_plans > 1 && topo.replica == 0) {
-      const int64_t tokens = int64_t{in.validate_windows} * in.seqlen;
+      const int64_t tokens = int64_t{in.validate_windows} * in.validate_seqlen;
       r.phases.push_back(
           {"plan validation",
            {runtime,
@@ -382,7 +383,7 @@ std::vector<RankPrediction> predict_resources(const ModelConfig& config, const R
             {fmt::format("{} stream(s) of {} tokens (FP and each plan)", in.pack_plans + 1, tokens),
              (in.pack_plans + 1) * tokens * s.h * 4},
             {"forward buffers of --batch windows and their copy",
-             int64_t{std::min(in.validate_windows, std::max(1, in.batch))} * in.seqlen *
+             int64_t{std::min(in.validate_windows, std::max(1, in.batch))} * in.validate_seqlen *
                  (6 * s.h + 2 * s.q + 2 * s.kv + 3 * s.f) * 4},
             {"head in float32 (and its pages) and one window's logits (last stage)", scoring_head}}});
     }

@@ -35,6 +35,7 @@ struct ResourceInputs {
   int measure_rows_min = 256;   // --measure-rows-min
   int sensitivity_windows = 0;  // --sensitivity-windows (0: no probe phase)
   int validate_windows = 0;     // --validate-windows (0: no validation phase)
+  int validate_seqlen = 256;    // tokens per validation window
   // Plans the pack pass packs: 1, or with validation up to max_validated_plans
   // (search/search.h; pipeline/plan_validation.h): in one walk with
   // --sequential none, else one walk each.

@@ -134,7 +134,8 @@ class ProbeRunner {
 
 std::vector<double> block_nll(const PassContext& ctx, const ModelWeights& head, const MatrixF& hidden, int blocks,
                               const std::vector<std::vector<int32_t>>& windows) {
-  const int seqlen = ctx.options.calib_spec.seqlen;
+  AMLQ_ASSERT(!windows.empty(), "block_nll: no windows");
+  const int seqlen = static_cast<int>(windows.front().size());
   const int n = static_cast<int>(windows.size());
   std::vector<double> out;
   MatrixF logits;
@@ -165,18 +166,44 @@ ProbeSlope probe_slope(double increase_low, double increase_high) {
 }
 
 std::vector<std::vector<int32_t>> held_out_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
-                                                   int skip, int windows, std::string_view option) {
+                                                   int skip, int windows, std::string_view option, int seqlen) {
   if (windows <= 0) AMLQ_FAIL(Usage, "{} must be > 0 here, got {}", option, windows);
-  CalibrationSpec spec = calib;
-  spec.num_samples = calib.num_samples + skip + windows;
-  if (!calib.random_offsets &&
-      static_cast<int64_t>(ids.size()) < static_cast<int64_t>(spec.num_samples) * calib.seqlen)
+  if (seqlen <= 0) seqlen = calib.seqlen;
+  if (calib.random_offsets) {
+    // The same generator's next draws: offsets do not depend on seqlen, so the
+    // probes' draws are skipped whatever length these windows have.
+    CalibrationSpec spec = calib;
+    spec.num_samples = calib.num_samples + skip + windows;
+    spec.seqlen = seqlen;
+    if (static_cast<int64_t>(ids.size()) < int64_t{seqlen} + 1)
+      AMLQ_FAIL(Usage, "the calibration data holds {} ids: too few for a held-out window of {} ({})", ids.size(),
+                seqlen, option);
+    auto all = sample_calibration(ids, spec);
+    return {all.end() - windows, all.end()};
+  }
+  // Consecutive windows: those after the calibration's and the skipped ones.
+  const int64_t start = (int64_t{calib.num_samples} + skip) * calib.seqlen;
+  if (static_cast<int64_t>(ids.size()) < start + int64_t{windows} * seqlen)
     AMLQ_FAIL(Usage,
               "the calibration data holds {} ids: too few for {} calibration windows plus {} held-out windows of {} "
               "(lower {}, or 0 to skip)",
-              ids.size(), calib.num_samples, skip + windows, calib.seqlen, option);
-  auto all = sample_calibration(ids, spec);
-  return {all.end() - windows, all.end()};
+              ids.size(), calib.num_samples, skip + windows, seqlen, option);
+  std::vector<std::vector<int32_t>> out;
+  for (int w = 0; w < windows; ++w) {
+    const auto begin = ids.begin() + static_cast<ptrdiff_t>(start + int64_t{w} * seqlen);
+    out.emplace_back(begin, begin + seqlen);
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> separate_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
+                                                   int windows, int seqlen, const std::string& origin) {
+  const CalibrationSpec spec{windows, seqlen, calib.seed, calib.random_offsets};
+  const int64_t needed = calib.random_offsets ? int64_t{seqlen} + 1 : int64_t{windows} * seqlen;
+  if (static_cast<int64_t>(ids.size()) < needed)
+    AMLQ_FAIL(Input, "{}: holds {} token ids, too few for {} validation window(s) of {} ({})", origin, ids.size(),
+              windows, seqlen, spec.describe());
+  return sample_calibration(ids, spec);
 }
 
 std::vector<std::vector<int32_t>> probe_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,

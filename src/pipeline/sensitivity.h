@@ -58,14 +58,22 @@ struct SensitivityResult {
 // too few.
 std::vector<std::vector<int32_t>> probe_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
                                                 int windows);
-// `windows` held-out windows drawn after the calibration's own and `skip` more
-// (the probes'), so that two held-out sets do not share draws. `option` names
-// the flag that asked for them in the Usage errors.
+// `windows` held-out windows of `seqlen` ids (0: the calibration's) drawn
+// after the calibration's own and `skip` more (the probes'), so that two
+// held-out sets do not share draws. `option` names the flag that asked for
+// them in the Usage errors.
 std::vector<std::vector<int32_t>> held_out_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
-                                                   int skip, int windows, std::string_view option);
+                                                   int skip, int windows, std::string_view option, int seqlen = 0);
+
+// `windows` windows of `seqlen` ids from a held-out file of its own
+// (--validate-data): random offsets drawn with the calibration's seed, or
+// consecutive windows from the start when the calibration's are. Input error
+// naming `origin` (the file) when it holds too few ids.
+std::vector<std::vector<int32_t>> separate_windows(std::span<const int32_t> ids, const CalibrationSpec& calib,
+                                                   int windows, int seqlen, const std::string& origin);
 
 // Mean token NLL of each of `blocks` consecutive blocks of windows.size()
-// sequences in `hidden` (final norm + head of `head`), on the last stage.
+// sequences (each of windows' length) in `hidden` (final norm + head of `head`), on the last stage.
 std::vector<double> block_nll(const PassContext& ctx, const ModelWeights& head, const MatrixF& hidden, int blocks,
                               const std::vector<std::vector<int32_t>>& windows);
 

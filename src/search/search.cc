@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -567,16 +569,31 @@ SearchResult run_search(const MeasurementTable& table, const std::string& method
   return r;
 }
 
-std::vector<SearchResult> plan_alternatives(const MeasurementTable& table, const SearchResult& asked,
-                                            double target_bpw) {
-  validate_table(table);
-  std::vector<SearchResult> out = {asked};
-  auto add = [&](SearchResult r) {
-    r.predicted_delta_nll = predicted_delta_nll(table, r.choice);
-    for (const auto& have : out)
-      if (have.choice == r.choice) return;
-    out.push_back(std::move(r));
-  };
+std::vector<std::string> parse_validated_plans(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string name = list.substr(start, comma - start);
+    start = comma + 1;
+    if (name.empty() && list.empty()) break;
+    const bool known = std::find(kValidatedPlanNames.begin(), kValidatedPlanNames.end(), name) !=
+                       kValidatedPlanNames.end();
+    if (!known)
+      AMLQ_FAIL(Usage, "--validate-plans: unknown plan '{}' (expected a comma-separated list of {})", name,
+                fmt::join(kValidatedPlanNames, ", "));
+    if (std::find(out.begin(), out.end(), name) != out.end())
+      AMLQ_FAIL(Usage, "--validate-plans: '{}' is listed twice", name);
+    out.push_back(name);
+  }
+  return out;
+}
+
+namespace {
+
+// "front:<lo>+<hi>" (or "uniform:<lo>" at the top of the front); nullopt when
+// no uniform configuration fits the budget.
+std::optional<SearchResult> front_plan(const MeasurementTable& table, double target_bpw) {
   // The uniform configurations (rank 0) every linear was measured at, with the
   // loss they predict; the front keeps those no cheaper one beats.
   const bool weighted = has_sensitivities(table);
@@ -616,25 +633,47 @@ std::vector<SearchResult> plan_alternatives(const MeasurementTable& table, const
       break;
     }
   }
-  if (below != nullptr && above == nullptr) {
-    add(summarize(table, below->choice, "uniform:" + below->spec.label(), target_bpw));
-  } else if (below != nullptr) {
-    // Min-sum over the two neighbours only: each linear keeps `below` or moves
-    // up to `above`, the small moves the additive loss model predicts best.
-    MeasurementTable pair = table;
-    for (size_t l = 0; l < table.size(); ++l)
-      pair[l].candidates = {table[l].candidates[static_cast<size_t>(below->choice[l])],
-                            table[l].candidates[static_cast<size_t>(above->choice[l])]};
-    const SearchResult p = weighted ? search_minsum(loss_weighted(pair), target_bpw) : search_minsum(pair, target_bpw);
-    std::vector<int> choice(table.size());
-    for (size_t l = 0; l < table.size(); ++l)
-      choice[l] = p.choice[l] == 0 ? below->choice[l] : above->choice[l];
-    SearchResult r = summarize(table, std::move(choice),
-                               fmt::format("front:{}+{}", below->spec.label(), above->spec.label()), target_bpw);
-    r.loss_weighted = weighted;
-    add(std::move(r));
+  if (below == nullptr) return std::nullopt;
+  if (above == nullptr) {
+    SearchResult r = summarize(table, below->choice, "uniform:" + below->spec.label(), target_bpw);
+    r.predicted_delta_nll = predicted_delta_nll(table, r.choice);
+    return r;
   }
-  if (asked.method != "minmax") add(search_minmax(table, target_bpw));
+  // Min-sum over the two neighbours only: each linear keeps `below` or moves
+  // up to `above`, the small moves the additive loss model predicts best.
+  MeasurementTable pair = table;
+  for (size_t l = 0; l < table.size(); ++l)
+    pair[l].candidates = {table[l].candidates[static_cast<size_t>(below->choice[l])],
+                          table[l].candidates[static_cast<size_t>(above->choice[l])]};
+  const SearchResult p = weighted ? search_minsum(loss_weighted(pair), target_bpw) : search_minsum(pair, target_bpw);
+  std::vector<int> choice(table.size());
+  for (size_t l = 0; l < table.size(); ++l)
+    choice[l] = p.choice[l] == 0 ? below->choice[l] : above->choice[l];
+  SearchResult r = summarize(table, std::move(choice),
+                             fmt::format("front:{}+{}", below->spec.label(), above->spec.label()), target_bpw);
+  r.loss_weighted = weighted;
+  r.predicted_delta_nll = predicted_delta_nll(table, r.choice);
+  return r;
+}
+
+}  // namespace
+
+std::vector<SearchResult> plan_alternatives(const MeasurementTable& table, const SearchResult& asked,
+                                            double target_bpw, const std::vector<std::string>& alternatives) {
+  validate_table(table);
+  std::vector<SearchResult> out = {asked};
+  auto add = [&](SearchResult r) {
+    for (const auto& have : out)
+      if (have.choice == r.choice) return;
+    out.push_back(std::move(r));
+  };
+  for (const std::string& name : alternatives) {
+    if (name == "front") {
+      if (auto r = front_plan(table, target_bpw)) add(std::move(*r));
+    } else if (name != asked.method) {
+      add(run_search(table, name, target_bpw));
+    }
+  }
   return out;
 }
 
@@ -642,9 +681,11 @@ bool is_budgeted_search(std::string_view method) {
   return !method.starts_with("uniform:") && !method.starts_with(kPlanSearchPrefix);
 }
 
-int max_validated_plans(std::string_view method) {
+int max_validated_plans(std::string_view method, const std::vector<std::string>& alternatives) {
   if (!is_budgeted_search(method)) return 1;
-  return method == "minmax" ? 2 : 3;
+  int plans = 1;
+  for (const auto& name : alternatives) plans += name == method ? 0 : 1;
+  return plans;
 }
 
 std::string format_allocation(const MeasurementTable& table, const SearchResult& result) {

@@ -6,6 +6,7 @@
 //   average_bpw(choice) <= target_bpw + kBudgetToleranceBpw.
 // The tolerance only absorbs floating-point summation noise (a uniform 4b-g128
 // model must fit a 4.15625 target); no method ever trades error for it.
+#include <array>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -129,24 +130,37 @@ double predicted_delta_nll(const MeasurementTable& table, const std::vector<int>
 // (a warning is logged when exceeded). Every result carries predicted_delta_nll.
 SearchResult run_search(const MeasurementTable& table, const std::string& method, double target_bpw);
 
-// The plans a validation pass (pipeline, --validate-windows) weighs against
-// the search's own `asked` plan, which comes first; then, each only when it
+// The plans a validation pass (pipeline, --validate-windows) may weigh
+// against the search's own (--validate-plans): "front" and any budgeted
+// search method.
+inline constexpr std::array<std::string_view, 5> kValidatedPlanNames = {
+    "front", "minmax", "minmax-weighted", "minsum", "minsum-unweighted"};
+// The default --validate-plans.
+inline constexpr std::string_view kDefaultValidatedPlans = "front,minmax";
+// "front,minmax" -> {"front", "minmax"}; "" -> {}. Throws Usage naming
+// --validate-plans on an unknown or repeated name.
+std::vector<std::string> parse_validated_plans(const std::string& list);
+
+// The plans a validation pass weighs against the search's own `asked` plan,
+// which comes first; then, in the order of `alternatives`, each only when it
 // differs from every plan before it:
-//   "front:<lo>+<hi>": min-sum (loss-weighted when the table has sensitivities)
-//     over the two neighbouring uniform configurations (rank 0) of the predicted
-//     uniform front that bracket the budget: what the piecewise-linear uniform
-//     front promises, reached with small moves only. "uniform:<lo>" when no
-//     front configuration above the budget exists; nothing when none fits.
-//   "minmax" (AMLQ's threshold on eps), unless that was asked.
+//   "front": "front:<lo>+<hi>", min-sum (loss-weighted when the table has
+//     sensitivities) over the two neighbouring uniform configurations (rank 0)
+//     of the predicted uniform front that bracket the budget: what the
+//     piecewise-linear uniform front promises, reached with small moves only.
+//     "uniform:<lo>" when no front configuration above the budget exists;
+//     nothing when none fits.
+//   a search method (kValidatedPlanNames): run_search's plan at the budget,
+//     unless that method was asked.
 // Every plan fits target_bpw and carries predicted_delta_nll.
 std::vector<SearchResult> plan_alternatives(const MeasurementTable& table, const SearchResult& asked,
-                                            double target_bpw);
+                                            double target_bpw, const std::vector<std::string>& alternatives);
 // Whether `method` spends a bit budget (not "uniform:..." or "plan:..."): only
 // such searches have alternatives to validate.
 bool is_budgeted_search(std::string_view method);
-// The most plans plan_alternatives() returns for `method`: 3 (the search's,
-// front, minmax), 2 for minmax, 1 when not budgeted.
-int max_validated_plans(std::string_view method);
+// The most plans plan_alternatives() returns for `method` and `alternatives`:
+// 1 + the alternatives other than the method itself; 1 when not budgeted.
+int max_validated_plans(std::string_view method, const std::vector<std::string>& alternatives);
 
 // Per layer: name, spec, rank, bpw, eps; then the totals. For stdout.
 std::string format_allocation(const MeasurementTable& table, const SearchResult& result);

@@ -6,7 +6,9 @@
 #  - --search plan:<the report> packs the same allocation and model again;
 #  - the default search validates its plan against the alternatives and packs
 #    the one with the lowest held-out NLL, leaving no candidate checkpoints;
-#  - a group size larger than a layer is rejected with a clear error.
+#  - --validate-data/--validate-seqlen validate on another file's windows;
+#  - a group size larger than a layer, an unknown --validate-plans name and a
+#    missing --validate-data file are rejected with a clear error.
 set -euo pipefail
 amlq=$1 shared=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -76,4 +78,35 @@ set -e
 [ "$rc" -ne 0 ] || { echo "uniform:4b-g128 on 64-wide layers was accepted"; exit 1; }
 grep -q "4b-g128" "$work/bad.txt" || { echo "error does not name the config:"; cat "$work/bad.txt"; exit 1; }
 [ ! -e "$work/bad.h5" ] || { echo "a failed run left an output file"; exit 1; }
+# Validation windows from a file of their own, longer than the calibration's;
+# the measurement is reused, the validation is not.
+"$amlq" "${common[@]}" --target-bpw 3.0 --work-dir "$work/m.h5.work" --resume --out "$work/vd.h5" \
+  --report "$work/vd.json" --validate-data "$shared/data/wikitext2/test.tok512.u16" --validate-windows 4 \
+  --validate-seqlen 192 >"$work/vd.txt" 2>"$work/vd.log"
+python3 - "$work/vd.json" "$shared/data/wikitext2/test.tok512.u16" <<'PY'
+import json, sys
+v = json.load(open(sys.argv[1]))["validation"]
+assert (v["windows"], v["seqlen"], v["data"]) == (4, 192, sys.argv[2]), v
+assert sum(p["chosen"] for p in v["plans"]) == 1 and all(p["validation_delta_nll"] > 0 for p in v["plans"]), v
+PY
+grep -q "the FP model on 4 held-out window(s) of 192 tokens" "$work/vd.log" || {
+  echo "validation did not run on 4 windows of 192"; cat "$work/vd.log"; exit 1; }
+grep -q "resumed *calibrate, measure, sensitivity$" "$work/vd.txt" || {
+  echo "--validate-data reused a validation made from other windows"; grep resumed "$work/vd.txt"; exit 1; }
+
+set +e
+"$amlq" "${common[@]}" --target-bpw 3.0 --validate-data "$work/no-such-file.u16" --out "$work/bad3.h5" >"$work/bad3.txt" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || { echo "a missing --validate-data file was accepted"; exit 1; }
+grep -q "no-such-file.u16" "$work/bad3.txt" || { echo "error does not name the file:"; cat "$work/bad3.txt"; exit 1; }
+[ ! -e "$work/bad3.h5" ] || { echo "a rejected command line left an output file"; exit 1; }
+
+set +e
+"$amlq" "${common[@]}" --target-bpw 3.0 --validate-plans front,minmix --out "$work/bad2.h5" >"$work/bad2.txt" 2>&1
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || { echo "--validate-plans minmix was accepted"; exit 1; }
+grep -q "validate-plans.*minmix" "$work/bad2.txt" || { echo "error does not name the plan:"; cat "$work/bad2.txt"; exit 1; }
+[ ! -e "$work/bad2.h5" ] || { echo "a rejected command line left an output file"; exit 1; }
 echo "quantize CLI checks passed"

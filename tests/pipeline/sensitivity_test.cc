@@ -59,12 +59,51 @@ TEST(Sensitivity, ValidationWindowsFollowTheProbesWithoutSharingDraws) {
   const auto draws = sample_calibration(ids, CalibrationSpec{13, 100, 5, true});
   EXPECT_EQ(held_out_windows(ids, random, 3, 2, "--validate-windows"),
             std::vector<std::vector<int32_t>>(draws.begin() + 11, draws.end()));
+  // Longer windows (--validate-seqlen): consecutive ones start after the
+  // calibration's and the probes'; random ones take the same draws, so the
+  // offsets are those of the draws modulo the longer window's range.
+  const auto long_consecutive = held_out_windows(ids, consecutive, 3, 2, "--validate-windows", 250);
+  ASSERT_EQ(long_consecutive.size(), 2u);
+  EXPECT_EQ(long_consecutive[0].size(), 250u);
+  EXPECT_EQ(long_consecutive[0].front(), 100 * (8 + 3));
+  EXPECT_EQ(long_consecutive[1].front(), 100 * (8 + 3) + 250);
+  const auto long_draws = sample_calibration(ids, CalibrationSpec{13, 250, 5, true});
+  EXPECT_EQ(held_out_windows(ids, random, 3, 2, "--validate-windows", 250),
+            std::vector<std::vector<int32_t>>(long_draws.begin() + 11, long_draws.end()));
   try {
     held_out_windows(std::vector<int32_t>(1200, 1), consecutive, 3, 2, "--validate-windows");
     FAIL() << "accepted 13 windows of 100 in 1200 ids";
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Usage);
     EXPECT_NE(std::string(e.what()).find("--validate-windows"), std::string::npos) << e.what();
+  }
+  try {
+    held_out_windows(std::vector<int32_t>(1250, 1), consecutive, 3, 1, "--validate-windows", 200);
+    FAIL() << "accepted a window of 200 after 11 of 100 in 1250 ids";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Usage);
+  }
+}
+
+TEST(Sensitivity, SeparateValidationDataIsDrawnAsTheCalibration) {
+  std::vector<int32_t> ids(5000);
+  std::iota(ids.begin(), ids.end(), 0);
+  // Random offsets: the calibration's seed, this file's range.
+  EXPECT_EQ(separate_windows(ids, CalibrationSpec{8, 100, 5, true}, 3, 250, "held.u16"),
+            sample_calibration(ids, CalibrationSpec{3, 250, 5, true}));
+  // Consecutive: the file's first windows (nothing of it is calibration).
+  const auto consecutive = separate_windows(ids, CalibrationSpec{8, 100, 0, false}, 2, 250, "held.u16");
+  ASSERT_EQ(consecutive.size(), 2u);
+  EXPECT_EQ(consecutive[0].front(), 0);
+  EXPECT_EQ(consecutive[1].front(), 250);
+  for (const bool random : {true, false}) {
+    try {
+      separate_windows(std::vector<int32_t>(200, 1), CalibrationSpec{8, 100, 0, random}, 2, 250, "held.u16");
+      ADD_FAILURE() << "accepted 200 ids for windows of 250";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Input);
+      EXPECT_NE(std::string(e.what()).find("held.u16"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -495,7 +495,7 @@ TEST(Search, PlanAlternativesAreTheFrontNeighboursAndMinMaxAfterTheSearchsOwn) {
   const MeasurementTable t = front_table();
   // Asked: every linear at 3b-g64 (3.5 bpw): both alternatives differ from it.
   const SearchResult asked = run_search(t, "uniform:3b-g64", 0);
-  const auto plans = plan_alternatives(t, asked, 4.0);
+  const auto plans = plan_alternatives(t, asked, 4.0, {"front", "minmax"});
   ASSERT_EQ(plans.size(), 3u);
   EXPECT_EQ(plans[0].choice, asked.choice);
   EXPECT_EQ(plans[1].method, "front:3b-g64+4b-g64");
@@ -521,10 +521,10 @@ TEST(Search, PlanAlternativesAreTheFrontNeighboursAndMinMaxAfterTheSearchsOwn) {
   // most (l2, l3), as minmax does here, so minmax is not listed again; asked
   // for minmax, it is not either.
   const SearchResult unweighted = run_search(t, "minsum-unweighted", 4.0);
-  const auto from_unweighted = plan_alternatives(t, unweighted, 4.0);
+  const auto from_unweighted = plan_alternatives(t, unweighted, 4.0, {"front", "minmax"});
   ASSERT_EQ(from_unweighted.size(), 2u);
   EXPECT_EQ(from_unweighted[1].method, "front:3b-g64+4b-g64");
-  const auto from_minmax = plan_alternatives(t, run_search(t, "minmax", 4.0), 4.0);
+  const auto from_minmax = plan_alternatives(t, run_search(t, "minmax", 4.0), 4.0, {"front", "minmax"});
   EXPECT_EQ(from_minmax.front().method, "minmax");
   for (size_t i = 1; i < from_minmax.size(); ++i) {
     EXPECT_NE(from_minmax[i].method, "minmax");
@@ -532,13 +532,54 @@ TEST(Search, PlanAlternativesAreTheFrontNeighboursAndMinMaxAfterTheSearchsOwn) {
   }
   // At or above the top of the front: the top uniform configuration itself.
   SearchResult all_3b = run_search(t, "uniform:3b-g64", 0);
-  const auto top = plan_alternatives(t, all_3b, 4.5);
+  const auto top = plan_alternatives(t, all_3b, 4.5, {"front", "minmax"});
   EXPECT_TRUE(std::any_of(top.begin(), top.end(), [](const SearchResult& p) { return p.method == "uniform:4b-g64"; }));
   // A plan equal to the asked one is not listed twice.
-  const auto same = plan_alternatives(t, run_search(t, "uniform:4b-g64", 0), 4.5);
+  const auto same = plan_alternatives(t, run_search(t, "uniform:4b-g64", 0), 4.5, {"front", "minmax"});
   EXPECT_TRUE(std::none_of(same.begin() + 1, same.end(), [&](const SearchResult& p) {
     return p.choice == same.front().choice;
   }));
+}
+
+TEST(Search, ValidatedPlansAreAnyBudgetedSearchInTheOrderListed) {
+  const MeasurementTable t = front_table();
+  const SearchResult asked = run_search(t, "uniform:3b-g64", 0);
+  const auto plans = plan_alternatives(t, asked, 4.0, parse_validated_plans("minmax-weighted,minsum-unweighted,front"));
+  // Each listed plan is there, in the order listed, unless an earlier one has
+  // the same choice (minsum-unweighted and minmax-weighted may coincide here).
+  ASSERT_GE(plans.size(), 3u);
+  EXPECT_EQ(plans[0].choice, asked.choice);
+  EXPECT_EQ(plans[1].method, "minmax-weighted");
+  EXPECT_EQ(plans[1].choice, run_search(t, "minmax-weighted", 4.0).choice);
+  // The front plan is listed, or equals a plan listed before it.
+  const std::vector<SearchResult> front_only = plan_alternatives(t, asked, 4.0, {"front"});
+  ASSERT_EQ(front_only.size(), 2u);
+  EXPECT_EQ(front_only[1].method, "front:3b-g64+4b-g64");
+  EXPECT_TRUE(std::any_of(plans.begin(), plans.end(),
+                          [&](const SearchResult& p) { return p.choice == front_only[1].choice; }));
+  for (size_t i = 0; i < plans.size(); ++i)
+    for (size_t j = 0; j < i; ++j) EXPECT_NE(plans[i].choice, plans[j].choice) << i << " " << j;
+  for (const auto& p : plans) {
+    EXPECT_LE(p.achieved_bpw, 4.0 + kBudgetToleranceBpw) << p.method;
+    EXPECT_NEAR(p.predicted_delta_nll, predicted_delta_nll(t, p.choice), 1e-15) << p.method;
+  }
+  // The asked method is not run again.
+  const SearchResult weighted_minmax = run_search(t, "minmax-weighted", 4.0);
+  const auto again = plan_alternatives(t, weighted_minmax, 4.0, parse_validated_plans("minmax-weighted"));
+  EXPECT_EQ(again.size(), 1u);
+  // An empty list validates nothing but the asked plan.
+  EXPECT_EQ(plan_alternatives(t, asked, 4.0, parse_validated_plans("")).size(), 1u);
+  EXPECT_EQ(parse_validated_plans(std::string(kDefaultValidatedPlans)),
+            (std::vector<std::string>{"front", "minmax"}));
+  for (const char* bad : {"minmix", "front,front", "front,", "uniform:3b-g64"}) {
+    try {
+      parse_validated_plans(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage) << bad;
+      EXPECT_NE(std::string(e.what()).find("--validate-plans"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Search, OnlyBudgetedSearchesHaveAlternatives) {
@@ -546,9 +587,10 @@ TEST(Search, OnlyBudgetedSearchesHaveAlternatives) {
   EXPECT_TRUE(is_budgeted_search("minmax-weighted"));
   EXPECT_FALSE(is_budgeted_search("uniform:4b-g128"));
   EXPECT_FALSE(is_budgeted_search("plan:x.json"));
-  EXPECT_EQ(max_validated_plans("minsum"), 3);
-  EXPECT_EQ(max_validated_plans("minmax"), 2);
-  EXPECT_EQ(max_validated_plans("uniform:3b-g64"), 1);
+  EXPECT_EQ(max_validated_plans("minsum", {"front", "minmax"}), 3);
+  EXPECT_EQ(max_validated_plans("minmax", {"front", "minmax"}), 2);
+  EXPECT_EQ(max_validated_plans("uniform:3b-g64", {"front", "minmax"}), 1);
+  EXPECT_EQ(max_validated_plans("minsum", {"front", "minmax", "minmax-weighted", "minsum"}), 4);
 }
 
 }  // namespace
