@@ -15,6 +15,9 @@
 # out/bench-search/<model>.svg (ppl against bpw, one line per method).
 # Usage: bench/search/evidence.sh [build dir] [shared dir]
 #   SEEDS="0 1 2"  MODELS="stories260K wikikjv-llama"  EVAL_WINDOWS=200 (0: all)
+#   A shorter run (tests/bench/search_bench_test.sh runs one in CI):
+#   METHODS="minsum minsum+validation"  BUDGETS="3.0"  LOWRANKS="none whiten"
+#   CALIB_SAMPLES=128  OUT=out/bench-search (where reports and pictures go)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -25,11 +28,13 @@ models=${MODELS:-$(ls "$shared/models")}
 eval_windows=${EVAL_WINDOWS:-200}
 calib=$shared/data/wikitext2/valid.tok512.u16
 test=$shared/data/wikitext2/test.tok512.u16
-out=out/bench-search
+out=${OUT:-out/bench-search}
 mkdir -p "$out"
 uniform_specs=(2b-g32 3b-g64 3b-g32 4b-g64 4b-g32)
-methods=(minmax minmax-weighted minsum-unweighted minsum minsum+validation)
-budgets=(2.5 3.0 3.5 4.25)
+read -r -a methods <<<"${METHODS:-minmax minmax-weighted minsum-unweighted minsum minsum+validation}"
+read -r -a budgets <<<"${BUDGETS:-2.5 3.0 3.5 4.25}"
+read -r -a lowranks <<<"${LOWRANKS:-none whiten}"
+calib_samples=${CALIB_SAMPLES:-128}
 
 run() {  # run MODEL SEED LOWRANK NAME ARGS...: one quantization, its report in $out/MODEL/s$SEED/NAME.json
   local model=$1 seed=$2 lowrank=$3 name=$4
@@ -37,7 +42,7 @@ run() {  # run MODEL SEED LOWRANK NAME ARGS...: one quantization, its report in 
   local dir=$out/$model/s$seed
   mkdir -p "$dir"
   [[ -s $dir/$name.json ]] && return 0
-  "$amlq" quantize "$shared/models/$model" --calib "$calib" --calib-samples 128 --calib-seqlen 256 --calib-seed "$seed" \
+  "$amlq" quantize "$shared/models/$model" --calib "$calib" --calib-samples "$calib_samples" --calib-seqlen 256 --calib-seed "$seed" \
     --eval "$test" --eval-seqlen 512 --eval-max-windows "$eval_windows" --recipes default --lowrank "$lowrank" \
     --work-dir "$dir/work-$lowrank" --resume --out "$dir/$name.h5" --report "$dir/$name.json" "$@" \
     >"$dir/$name.txt" 2>"$dir/$name.log" || { echo "$model seed $seed $name failed: $(tail -1 "$dir/$name.log")" >&2; return 1; }
@@ -53,7 +58,7 @@ for model in $models; do
       own+=("$(python3 -c "import json,math,sys; print(f'{math.ceil(json.load(open(sys.argv[1]))[\"achieved_bpw\"] * 1e6) / 1e6:.6f}')" \
         "$out/$model/s$seed/uniform-$spec.json")")
     done
-    for lowrank in none whiten; do
+    for lowrank in "${lowranks[@]}"; do
       for method in "${methods[@]}"; do
         search=(--search "${method%+validation}")
         [[ $method == *+validation ]] || search+=(--validate-windows 0)

@@ -13,7 +13,9 @@
 # f front).
 # Usage: bench/search/validation.sh [build dir] [shared dir]
 #   SEEDS="0 1 2"  MODELS="stories260K wikikjv-llama"  EVAL_WINDOWS=200
-#   VARIANTS="front,minmax:16:0 ..."  (default below)
+#   VARIANTS="front,minmax:16:0 ..."  (default below)  BUDGETS="2.5 3.0 3.5 4.25"
+#   CALIB_SAMPLES=128  OUT=out/bench-validation  EVIDENCE_OUT=out/bench-search
+#   (evidence.sh's OUT: the uniform runs and the measurements)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build}
@@ -25,8 +27,10 @@ eval_windows=${EVAL_WINDOWS:-200}
 variants=${VARIANTS:-front,minmax:16:0 front,minmax,minmax-weighted:16:0 front,minmax,minmax-weighted,minsum-unweighted:16:0 front,minmax,minmax-weighted,minsum-unweighted:64:0 front,minmax:16:512 front,minmax,minmax-weighted,minsum-unweighted:48:512}
 calib=$shared/data/wikitext2/valid.tok512.u16
 test=$shared/data/wikitext2/test.tok512.u16
-evidence=out/bench-search
-out=out/bench-validation
+evidence=${EVIDENCE_OUT:-out/bench-search}
+out=${OUT:-out/bench-validation}
+calib_samples=${CALIB_SAMPLES:-128}
+read -r -a budgets <<<"${BUDGETS:-2.5 3.0 3.5 4.25}"
 mkdir -p "$out"
 
 run() {  # run MODEL SEED REPORT ARGS...: one quantization (measurement shared with evidence.sh)
@@ -34,7 +38,7 @@ run() {  # run MODEL SEED REPORT ARGS...: one quantization (measurement shared w
   shift 3
   [[ -s $report ]] && return 0
   mkdir -p "$(dirname "$report")"
-  "$amlq" quantize "$shared/models/$model" --calib "$calib" --calib-samples 128 --calib-seqlen 256 --calib-seed "$seed" \
+  "$amlq" quantize "$shared/models/$model" --calib "$calib" --calib-samples "$calib_samples" --calib-seqlen 256 --calib-seed "$seed" \
     --eval "$test" --eval-seqlen 512 --eval-max-windows "$eval_windows" --recipes default --lowrank none \
     --work-dir "$evidence/$model/s$seed/work-none" --resume --out "${report%.json}.h5" --report "$report" "$@" \
     >"${report%.json}.txt" 2>"${report%.json}.log" || { echo "$report failed: $(tail -1 "${report%.json}.log")" >&2; return 1; }
@@ -54,7 +58,7 @@ for model in $models; do
     done
     for variant in $variants; do
       IFS=: read -r plans windows seqlen <<<"$variant"
-      for b in 2.5 3.0 3.5 4.25 "${own[@]}"; do
+      for b in "${budgets[@]}" "${own[@]}"; do
         run "$model" "$seed" "$out/$model/$variant/s$seed/$b.json" --search minsum --target-bpw "$b" \
           --validate-plans "$plans" --validate-windows "$windows" --validate-seqlen "$seqlen"
       done
