@@ -20,21 +20,11 @@
 #   CALIB_SAMPLES=128  OUT=out/bench-search (where reports and pictures go)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build}
-shared=${2:-../shared}
-amlq=$build/bin/amlq
-seeds=${SEEDS:-0 1 2}
-models=${MODELS:-$(ls "$shared/models")}
-eval_windows=${EVAL_WINDOWS:-200}
-calib=$shared/data/wikitext2/valid.tok512.u16
-test=$shared/data/wikitext2/test.tok512.u16
+source bench/search/common.sh
 out=${OUT:-out/bench-search}
 mkdir -p "$out"
-uniform_specs=(2b-g32 3b-g64 3b-g32 4b-g64 4b-g32)
 read -r -a methods <<<"${METHODS:-minmax minmax-weighted minsum-unweighted minsum minsum+validation}"
-read -r -a budgets <<<"${BUDGETS:-2.5 3.0 3.5 4.25}"
 read -r -a lowranks <<<"${LOWRANKS:-none whiten}"
-calib_samples=${CALIB_SAMPLES:-128}
 
 run() {  # run MODEL SEED LOWRANK NAME ARGS...: one quantization, its report in $out/MODEL/s$SEED/NAME.json
   local model=$1 seed=$2 lowrank=$3 name=$4
@@ -55,8 +45,7 @@ for model in $models; do
     for spec in "${uniform_specs[@]}"; do run "$model" "$seed" none "uniform-$spec" --search "uniform:$spec" --target-bpw 8; done
     own=()
     for spec in 2b-g32 3b-g64; do
-      own+=("$(python3 -c "import json,math,sys; print(f'{math.ceil(json.load(open(sys.argv[1]))[\"achieved_bpw\"] * 1e6) / 1e6:.6f}')" \
-        "$out/$model/s$seed/uniform-$spec.json")")
+      own+=("$(own_budget "$out/$model/s$seed/uniform-$spec.json")")
     done
     for lowrank in "${lowranks[@]}"; do
       for method in "${methods[@]}"; do

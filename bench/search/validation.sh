@@ -18,19 +18,10 @@
 #   (evidence.sh's OUT: the uniform runs and the measurements)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-build=${1:-build}
-shared=${2:-../shared}
-amlq=$build/bin/amlq
-seeds=${SEEDS:-0 1 2}
-models=${MODELS:-$(ls "$shared/models")}
-eval_windows=${EVAL_WINDOWS:-200}
+source bench/search/common.sh
 variants=${VARIANTS:-front,minmax:16:0 front,minmax,minmax-weighted:16:0 front,minmax,minmax-weighted,minsum-unweighted:16:0 front,minmax,minmax-weighted,minsum-unweighted:64:0 front,minmax:16:512 front,minmax,minmax-weighted,minsum-unweighted:48:512}
-calib=$shared/data/wikitext2/valid.tok512.u16
-test=$shared/data/wikitext2/test.tok512.u16
 evidence=${EVIDENCE_OUT:-out/bench-search}
 out=${OUT:-out/bench-validation}
-calib_samples=${CALIB_SAMPLES:-128}
-read -r -a budgets <<<"${BUDGETS:-2.5 3.0 3.5 4.25}"
 mkdir -p "$out"
 
 run() {  # run MODEL SEED REPORT ARGS...: one quantization (measurement shared with evidence.sh)
@@ -49,13 +40,10 @@ for model in $models; do
   for seed in $seeds; do
     echo "[$(date +%T)] $model seed $seed" >&2
     own=()
-    for spec in 2b-g32 3b-g64 3b-g32 4b-g64 4b-g32; do
+    for spec in "${uniform_specs[@]}"; do
       run "$model" "$seed" "$evidence/$model/s$seed/uniform-$spec.json" --search "uniform:$spec" --target-bpw 8
     done
-    for spec in 2b-g32 3b-g64; do
-      own+=("$(python3 -c "import json,math,sys; print(f'{math.ceil(json.load(open(sys.argv[1]))[\"achieved_bpw\"] * 1e6) / 1e6:.6f}')" \
-        "$evidence/$model/s$seed/uniform-$spec.json")")
-    done
+    for spec in 2b-g32 3b-g64; do own+=("$(own_budget "$evidence/$model/s$seed/uniform-$spec.json")"); done
     for variant in $variants; do
       IFS=: read -r plans windows seqlen <<<"$variant"
       for b in "${budgets[@]}" "${own[@]}"; do

@@ -65,6 +65,17 @@ std::vector<int32_t> load_ids(const std::string& model_dir, const std::string& d
   return load_token_ids(data, tokenizer.get(), vocab_size);
 }
 
+// The held-out windows plan validation scores: --validate-data's, or the
+// calibration data's after the calibration and probe windows.
+std::vector<std::vector<int32_t>> validation_windows(const QuantizeOptions& options, int vocab_size) {
+  if (!options.validate_data.empty())
+    return separate_windows(load_ids(options.model, options.validate_data, vocab_size), options.calib_spec,
+                            options.validate_windows, options.validation_seqlen(), options.validate_data);
+  return held_out_windows(load_ids(options.model, options.calib, vocab_size), options.calib_spec,
+                          options.sensitivity_windows, options.validate_windows, "--validate-windows",
+                          options.validation_seqlen());
+}
+
 // Rank 0 decides, everybody follows: a checkpoint is either reused by all ranks or by none.
 bool agree(const Communicator& world, bool decision_on_rank0) {
   uint8_t flag = decision_on_rank0 ? 1 : 0;
@@ -348,16 +359,8 @@ int validate_candidates(RunContext& ctx, PassContext& pass, const MeasurementTab
       report.resumed.push_back(fmt::format("pack ({} of {} layers of {} plans)", reused_layers,
                                            ctx.config.num_layers * candidates.size(), candidates.size()));
     std::vector<std::vector<int32_t>> windows;
-    if (pass.topo.replica == 0 && (pass.topo.first_stage() || pass.topo.last_stage())) {
-      if (options.validate_data.empty())
-        windows = held_out_windows(load_ids(options.model, options.calib, ctx.config.vocab_size), options.calib_spec,
-                                   options.sensitivity_windows, options.validate_windows, "--validate-windows",
-                                   options.validation_seqlen());
-      else
-        windows = separate_windows(load_ids(options.model, options.validate_data, ctx.config.vocab_size),
-                                   options.calib_spec, options.validate_windows, options.validation_seqlen(),
-                                   options.validate_data);
-    }
+    if (pass.topo.replica == 0 && (pass.topo.first_stage() || pass.topo.last_stage()))
+      windows = validation_windows(options, ctx.config.vocab_size);
     result = validation_pass(pass, dirs, windows);
     std::vector<std::string> methods;
     for (const auto& c : candidates) methods.push_back(c.method);
@@ -405,8 +408,7 @@ QuantizeReport run_quantize(Backend& backend, const QuantizeOptions& options, St
   const RecipeSpace space = listed_search ? listed_space(options.search, listed) : measured_space(options);
   // A --validate-data file that cannot give the windows fails now, not after measure and pack.
   if (options.validate_windows > 0 && !options.validate_data.empty() && is_budgeted_search(options.search))
-    separate_windows(load_ids(options.model, options.validate_data, ctx.config.vocab_size), options.calib_spec,
-                     options.validate_windows, options.validation_seqlen(), options.validate_data);
+    validation_windows(options, ctx.config.vocab_size);
   ResourceInputs resource_in =
       resource_inputs(options, world.size(), weight_bytes(ctx.config, ctx.checkpoint), space);
   if (runtime_rss > 0) resource_in.runtime_bytes = runtime_rss;

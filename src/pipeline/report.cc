@@ -108,10 +108,10 @@ std::string report_table(const QuantizeReport& r) {
                        r.eval ? fmt::format(", measured {:.4f}", r.eval->quantized_nll - r.eval->fp_nll) : "",
                        r.loss_weighted ? " (the search minimized it)" : "");
   for (const auto& p : r.validation)
-    out += fmt::format("validation      {:<26} {:.4f} bpw: NLL +{:.4f} on {} held-out windows x {} (predicted +{:.4f}){}\n",
-                       p.method, p.bpw, p.validation_delta_nll, r.validation_windows, r.validation_seqlen,
-                       p.predicted_delta_nll,
-                       p.chosen ? "  <- packed" : "");
+    out += fmt::format(
+        "validation      {:<26} {:.4f} bpw: NLL +{:.4f} on {} held-out windows x {} (predicted +{:.4f}){}\n", p.method,
+        p.bpw, p.validation_delta_nll, r.validation_windows, r.validation_seqlen, p.predicted_delta_nll,
+        p.chosen ? "  <- packed" : "");
   out += fmt::format("seconds         calibrate {:.1f}, measure {:.1f}, sensitivity {:.1f}, search {:.2f}, pack {:.1f}, "
                      "eval {:.1f}, total {:.1f}\n",
                      r.seconds.calibrate, r.seconds.measure, r.seconds.sensitivity, r.seconds.search, r.seconds.pack,

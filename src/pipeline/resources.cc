@@ -124,7 +124,9 @@ ResourceInputs resource_inputs(const QuantizeOptions& options, int world_size, d
   in.sensitivity_windows = options.sensitivity_windows;
   in.validate_windows = options.validate_windows;
   in.validate_seqlen = options.validation_seqlen();
-  in.pack_plans = options.validate_windows > 0 ? max_validated_plans(options.search, parse_validated_plans(options.validate_plans)) : 1;
+  in.pack_plans = options.validate_windows > 0
+                      ? max_validated_plans(options.search, parse_validated_plans(options.validate_plans))
+                      : 1;
   in.samples_per_block = options.samples_per_block;
   in.threads = resolve_threads(options.threads);
   in.weight_bytes = weight_bytes;
